@@ -1,0 +1,33 @@
+"""flunky.log: the event log, in the original's line format.
+
+``<asctime> - <LEVEL> - <message>``. A WatchedFileHandler reopens the file
+when logrotate moves it away, so rotation needs no signal.
+"""
+
+import logging
+import logging.handlers
+import sys
+
+FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
+
+
+def open_event_log(path, echo=True, level=logging.INFO):
+    """Send the ``heckle`` logger to ``path`` (and stderr when ``echo``)."""
+    logger = logging.getLogger("heckle")
+    close_event_log()
+    logger.setLevel(level)
+    logger.propagate = False
+    handlers = [logging.handlers.WatchedFileHandler(path, encoding="utf-8")]
+    if echo:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(FORMAT))
+        logger.addHandler(handler)
+    return logger
+
+
+def close_event_log():
+    logger = logging.getLogger("heckle")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()

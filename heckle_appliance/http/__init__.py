@@ -1,0 +1,1 @@
+"""HTTP adapter: the flunkymaster API (node side and admin side) on twisted.web."""

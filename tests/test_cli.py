@@ -1,0 +1,71 @@
+"""flunkymaster's start-up checks and its command line."""
+
+import socket
+import subprocess
+
+from conftest import BIN, Appliance, free_port
+
+
+def run(*args):
+    return subprocess.run([str(BIN / "flunkymaster"), *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_init_creates_a_skeleton_that_starts(tmp_path):
+    target = tmp_path / "fresh"
+    result = run("--repository", str(target), "--init")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["dynamic", "images", "static",
+                                                         "staticVars.json"]
+    server = Appliance(target, free_port()).start()
+    try:
+        assert server.get("/dump").json() == {}
+    finally:
+        assert server.stop() == 0
+
+
+def test_missing_folders_are_named(tmp_path):
+    (tmp_path / "static").mkdir()
+    result = run("--repository", str(tmp_path), "--http-port", str(free_port()))
+    assert result.returncode == 1
+    assert f"repository {tmp_path} lacks dynamic/, images/" in result.stderr
+    assert "flunkymaster --init" in result.stderr
+    assert not (tmp_path / "data.json").exists()
+
+
+def test_missing_repository(tmp_path):
+    result = run("--repository", str(tmp_path / "nope"), "--http-port", str(free_port()))
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+def test_invalid_static_vars_names_file_line_and_column(repo):
+    (repo / "staticVars.json").write_text('{\n  "a": 1,\n  "b": oops\n}\n')
+    result = run("--repository", str(repo), "--http-port", str(free_port()))
+    assert result.returncode == 1
+    assert f"{repo / 'staticVars.json'}: invalid JSON at line 3, column 8" in result.stderr
+
+
+def test_static_vars_must_be_an_object(repo):
+    (repo / "staticVars.json").write_text('["a"]\n')
+    result = run("--repository", str(repo), "--http-port", str(free_port()))
+    assert result.returncode == 1 and "top level must be an object, not list" in result.stderr
+
+
+def test_port_in_use_is_one_clear_line(repo):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run("--repository", str(repo), "--listen", "127.0.0.1", "--http-port", str(port))
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and str(port) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_flushes_and_exits_zero(appliance):
+    appliance.allocate("127.0.0.1")
+    appliance.post("/info", {"Message": "just before stop"})
+    assert appliance.stop() == 0
+    assert appliance.data()["127.0.0.1"]["Info"][-1]["Message"] == "just before stop"
+    log = appliance.log()
+    assert " - INFO - started on " in log and " - INFO - stopped; 1 node(s) saved" in log
