@@ -1,0 +1,359 @@
+"""One read transfer, from its own port (its TID), lockstep or windowed.
+
+Blocks are numbered absolutely here (the OACK counts as block 0) and only
+the wire carries them modulo 2**16, so files past 65535 blocks wrap cleanly.
+Each DATA packet is a packed header plus one pread: no packet objects, no
+per-block logging, and one timer per timeout period instead of one per block
+(it checks whether ACKs have moved the window since it last fired). A
+transfer holds no data beyond the datagram it is sending.
+
+Speed comes from the socket layout. The transfer's socket is connected to
+the client, so the kernel filters by TID and the hot loop uses recv/send
+(no address objects per packet, cheaper syscalls); a second socket bound to
+the same port with SO_REUSEADDR gets only what the connected one does not
+match, i.e. strangers, and answers them ERROR 5. Both are reactor readers of
+their own rather than twisted udp.Ports, whose per-datagram overhead was as
+large as all of our own work; doRead answers a run of ACKs in one loop.
+"""
+
+import errno
+import logging
+import socket
+import struct
+
+from twisted.internet.interfaces import IReadDescriptor
+from zope.interface import implementer
+
+from . import packets
+from .packets import ACK_OPCODE, DATA, ERROR_OPCODE, HEADER
+
+log = logging.getLogger("heckle")
+
+MAX_TRIES = 5  # retransmissions of one window before giving up
+# Datagrams handled per doRead before the reactor gets its turn back, so a
+# fast client cannot starve the other transfers.
+BURST = 64
+# Clients only send ACKs and ERRORs here; anything longer is illegal anyway.
+MAX_DATAGRAM = 1024
+
+DONE, PROBED, FAILED = "done", "probed", "failed"
+
+pack_header = HEADER.pack
+pack_header_into = HEADER.pack_into
+
+# Linux UDP GSO (kernel 4.18+): with UDP_SEGMENT set on the socket, one send
+# of a buffer longer than the segment size leaves as one datagram per segment
+# (the last one may be shorter), so a window of blocks costs one syscall.
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS of the oldest kernels that have GSO
+# Room for one send: the IP length field caps a datagram (or a GSO super-
+# datagram) at 64 KiB including the IPv4/IPv6 and UDP headers.
+GSO_MAX_BYTES = 65535 - 48 - 8
+_gso = None  # whether this kernel does UDP GSO, probed on first use
+
+
+def gso_supported():
+    """Probe once: a kernel without UDP GSO refuses the socket option."""
+    global _gso
+    if _gso is None:
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.setsockopt(SOL_UDP, UDP_SEGMENT, 1000)
+            _gso = True
+        except (OSError, AttributeError):
+            _gso = False
+    return _gso
+
+
+# One scratch buffer for every transfer's windows: a window is built and
+# sent (copied by the kernel) before the reactor runs anything else, so no
+# transfer holds window-sized memory of its own.
+_scratch = memoryview(bytearray(GSO_MAX_BYTES))
+
+
+def open_sockets(family, interface, peer):
+    """(connected socket, stranger socket) sharing one fresh port."""
+    opened = []
+    try:
+        for _ in range(2):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            opened.append(sock)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        connected, strangers = opened
+        connected.bind((interface, 0))
+        connected.connect(peer)
+        strangers.bind(connected.getsockname())
+    except OSError:
+        for sock in opened:
+            sock.close()
+        raise
+    return connected, strangers
+
+
+@implementer(IReadDescriptor)
+class Transfer:
+    __slots__ = ("peer", "label", "content", "blksize", "window", "timeout", "last_block",
+                 "acked", "sent", "tries", "_oack", "_progress_seen", "_reactor", "_on_end",
+                 "_socket", "_strangers", "_send", "_read", "_timer", "_gso")
+
+    def __init__(self, peer, label, content, settings, oack, reactor, on_end):
+        self.peer = peer
+        self.label = label  # "<file> to <node>", for the log
+        self.content = content
+        self.blksize = settings.blksize
+        self.window = settings.windowsize
+        self.timeout = settings.timeout
+        # The last block is the first one shorter than blksize, empty if need be.
+        self.last_block = content.size // self.blksize + 1
+        self._oack = oack
+        self.acked = -1 if oack else 0
+        self.sent = 0
+        self.tries = 0
+        self._progress_seen = None  # self.acked when the timer last looked
+        self._reactor = reactor
+        self._on_end = on_end
+        self._socket = self._strangers = self._send = self._read = None
+        self._timer = None
+        # (blocks per send, data slots in the scratch buffer, sendmsg ancillary
+        # data) while windows go out by GSO, else None.
+        self._gso = None
+
+    def begin(self, sockets):
+        """Start sending; ``sockets`` come from open_sockets() for our peer."""
+        self._socket, strangers = sockets
+        self._strangers = Strangers(strangers, self.label)
+        self._send, self._read = self._socket.send, self.content.read
+        self._gso = self._gso_layout()
+        self._reactor.addReader(self)
+        self._reactor.addReader(self._strangers)
+        self._send_window()
+        if self._socket is not None:
+            self._progress_seen = self.acked
+            self._timer = self._reactor.callLater(self.timeout, self._expired)
+
+    # IReadDescriptor
+
+    def fileno(self):
+        return self._socket.fileno() if self._socket is not None else -1
+
+    def logPrefix(self):
+        return "tftp"
+
+    def connectionLost(self, reason):
+        # The reactor saw EPOLLERR: on a connected UDP socket, an ICMP error
+        # such as port unreachable, i.e. the client has gone.
+        self._fail("the client went away")
+
+    def doRead(self):
+        recv = self._socket.recv
+        try:
+            for _ in range(BURST):
+                datagram = recv(MAX_DATAGRAM)
+                if datagram[:2] != ACK_OPCODE or len(datagram) < 4:
+                    self._unexpected(datagram)
+                    if self._socket is None:
+                        return
+                    continue
+                acked = self.acked
+                ahead = ((datagram[2] << 8 | datagram[3]) - acked) & 0xFFFF
+                if ahead == 0 or ahead > self.sent - acked:
+                    # A duplicate or stale ACK (or one after the end): resending
+                    # now would double every later block (Sorcerer's Apprentice);
+                    # the timer alone decides.
+                    continue
+                self.acked = acked = acked + ahead
+                if acked == self.last_block:
+                    log.info("tftp: sent %s (%d bytes)", self.label, self.content.size)
+                    self._end(DONE)
+                    return
+                self._send_window()
+        except BlockingIOError:
+            pass  # read everything there was
+        except OSError as exc:  # ICMP port unreachable: the client is gone
+            self._fail(f"the client went away ({exc.strerror})")
+        except Exception:
+            log.exception("tftp: %s: internal error", self.label)
+            self._abort(packets.NOT_DEFINED, "internal error", "internal error")
+
+    def _unexpected(self, datagram):
+        if datagram[:2] == ERROR_OPCODE:
+            self._client_error(datagram)
+        else:
+            self._abort(packets.ILLEGAL_OPERATION, "expected an ACK",
+                        f"illegal packet from the client ({len(datagram)} bytes, "
+                        f"opcode {packets.opcode(datagram)})")
+
+    def _gso_layout(self):
+        segment = self.blksize + 4
+        per_send = min(self.window, GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment)
+        if per_send < 2 or not gso_supported() or not hasattr(self.content, "readinto"):
+            return None
+        slots = [_scratch[i * segment + 4:(i + 1) * segment] for i in range(per_send)]
+        return per_send, slots, [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", segment))]
+
+    def _send_window(self):
+        """(Re)send what follows the last ACK: the OACK, or up to a window of blocks."""
+        number = self.acked
+        if number < 0:
+            self._send_control(self._oack)
+            return
+        last = number + self.window
+        if last > self.last_block:
+            last = self.last_block
+        read, send, blksize = self._read, self._send, self.blksize
+        try:
+            if self._gso is not None:
+                number = self._send_segments(number, last)
+            while number < last:
+                send(pack_header(DATA, (number + 1) & 0xFFFF) + read(blksize, number * blksize))
+                number += 1
+        except BlockingIOError:
+            pass  # socket buffer full (a big window): the rest goes when the timer fires
+        except OSError as exc:
+            self._fail(f"cannot send: {exc.strerror}")
+            return
+        self.sent = number
+
+    def _send_segments(self, number, last):
+        """Send blocks number+1..last a GSO batch at a time; returns how far it got.
+
+        Each batch is laid out in the scratch buffer as header+block segments,
+        the blocks read by one preadv straight into place. A short read (the
+        file shrank under us) or a route that refuses GSO (segment over the
+        MTU: EINVAL; no checksum offload: EIO) hands the rest of this
+        transfer to the one-datagram-per-block path.
+        """
+        per_send, slots, ancillary = self._gso
+        blksize, size = self.blksize, self.content.size
+        segment = blksize + 4
+        readinto, sendmsg = self.content.readinto, self._socket.sendmsg
+        while number < last:
+            count = last - number
+            if count > per_send:
+                count = per_send
+            offset = number * blksize
+            expected = size - offset
+            if expected > count * blksize:
+                expected = count * blksize
+            for i in range(count):
+                pack_header_into(_scratch, i * segment, DATA, (number + 1 + i) & 0xFFFF)
+            if readinto(slots if count == per_send else slots[:count], offset) != expected:
+                self._gso = None
+                return number
+            try:
+                sendmsg([_scratch[:expected + 4 * count]], ancillary)
+            except BlockingIOError:
+                return number  # the per-block path finds the buffer full too
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EIO, errno.EMSGSIZE):
+                    raise
+                log.info("tftp: %s: no UDP GSO on this route (%s)", self.label, exc.strerror)
+                self._gso = None
+                return number
+            number += count
+        return number
+
+    def _expired(self):
+        """Once per timeout: resend the window if no ACK has moved it since last time.
+
+        Looking at progress here, rather than timestamping every send, keeps
+        the clock off the per-block path; a lost block is resent after one
+        to two timeouts.
+        """
+        if self.acked != self._progress_seen:
+            self._progress_seen = self.acked
+            self.tries = 0
+        else:
+            self.tries += 1
+            if self.tries > MAX_TRIES:
+                self._abort(packets.NOT_DEFINED, "timed out",
+                            f"no answer after {MAX_TRIES} retransmissions "
+                            f"(block {self.acked + 1} of {self.last_block})")
+                return
+            self._send_window()
+        if self._socket is not None:
+            self._timer = self._reactor.callLater(self.timeout, self._expired)
+
+    def _client_error(self, datagram):
+        try:
+            code, message = packets.parse_error(datagram)
+        except packets.Malformed as exc:
+            code, message = None, str(exc)
+        if code == packets.OPTION_REFUSED and self.acked < 0:
+            # A client that only wanted tsize, or refused our OACK: it asks again.
+            self._end(PROBED)
+            return
+        log.warning("tftp: %s: the client aborted at block %d (error %s: %s)",
+                    self.label, self.acked + 1, code, message)
+        self._end(FAILED)
+
+    def _abort(self, code, message, cause):
+        if self._socket is not None:
+            log.warning("tftp: %s: %s", self.label, cause)
+            self._send_control(packets.error(code, message))
+            self._end(FAILED)
+
+    def _fail(self, cause):
+        if self._socket is not None:
+            log.warning("tftp: %s: %s", self.label, cause)
+            self._end(FAILED)
+
+    def _send_control(self, datagram):
+        """Send an OACK or ERROR; a failure here only gets logged."""
+        try:
+            self._socket.send(datagram)
+        except OSError as exc:
+            log.warning("tftp: %s: cannot send: %s", self.label, exc.strerror)
+
+    def _end(self, outcome):
+        if self._socket is None:
+            return
+        self.sent = self.acked  # every later ACK is now stale
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        for reader in (self, self._strangers):
+            self._reactor.removeReader(reader)
+        self._strangers.close()
+        self._socket.close()
+        self._socket = None
+        self._on_end(self, outcome)
+
+    def stop(self):
+        """End the transfer without a word to the client (the service is stopping)."""
+        self._end(FAILED)
+
+
+@implementer(IReadDescriptor)
+class Strangers:
+    """The transfer port's unconnected twin: answers other TIDs with ERROR 5."""
+
+    def __init__(self, sock, label):
+        self._socket = sock
+        self.label = label
+
+    def fileno(self):
+        return self._socket.fileno()
+
+    def logPrefix(self):
+        return "tftp"
+
+    def connectionLost(self, reason):
+        pass  # the transfer closes us
+
+    def doRead(self):
+        for _ in range(BURST):
+            try:
+                datagram, addr = self._socket.recvfrom(MAX_DATAGRAM)
+                if datagram[:2] != ERROR_OPCODE:  # never answer an error with an error
+                    self._socket.sendto(
+                        packets.error(packets.UNKNOWN_TID, "unknown transfer ID"), addr)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.warning("tftp: %s: a stranger's packet: %s", self.label, exc.strerror)
+                return
+
+    def close(self):
+        self._socket.close()
