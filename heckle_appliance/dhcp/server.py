@@ -1,0 +1,111 @@
+"""The proxyDHCP listeners on the reactor: UDP 67 and the PXE port 4011.
+
+Port 67 sees every DHCP broadcast on the segment; we answer PXE DISCOVERs
+with an OFFER and leave everything else to the site's DHCP server. Port 4011
+gets the ProxyDHCP REQUEST a client sends when the offer did not satisfy it;
+it gets an ACK with the same boot file.
+"""
+
+import logging
+import socket
+
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import DatagramProtocol
+
+from . import policy
+from .packets import ACK, DISCOVER, OFFER, REQUEST, Malformed, parse
+from .replies import destination, proxy_reply
+
+log = logging.getLogger("heckle")
+
+MESSAGE_NAMES = {OFFER: "OFFER", ACK: "ACK"}
+
+
+class ProxyDHCP(DatagramProtocol):
+    """Answers one kind of DHCP message (``answers``) with ``reply_type``."""
+
+    def __init__(self, appliance, server_ip, answers, reply_type, efi_binary, known_only):
+        self.appliance = appliance
+        self.server_ip = server_ip
+        self.answers = answers
+        self.reply_type = reply_type
+        self.efi_binary = efi_binary
+        self.known_only = known_only
+
+    def datagramReceived(self, datagram, source):
+        try:
+            request = parse(datagram)
+        except Malformed as exc:
+            log.debug("dropped a malformed DHCP datagram from %s:%d: %s", *source, exc)
+            return
+        client_class = policy.client_class(request.options)
+        if request.message_type != self.answers or client_class is None:
+            return  # ordinary DHCP: the site's server deals with it
+        reply = self.reply_to(request, client_class)
+        self.appliance.metrics.inc("heckle_requests_total", protocol="dhcp",
+                                   code="answered" if reply else "not answered")
+        if reply is not None:
+            self.send(reply, destination(request, source), request.mac)
+
+    def reply_to(self, request, client_class):
+        options, mac = request.options, request.mac
+        arch = policy.architecture(options)
+        known = self.appliance.pxe_client_seen(mac, arch)
+        if self.known_only and not known:
+            log.debug("%s is not a known node: PXE request not answered", mac)
+            return None
+        choice = policy.choose(options, mac, self.appliance.server_url, self.efi_binary)
+        if choice is None:
+            log.info("%s : no boot file for %s architecture %s: not answered", mac,
+                     client_class, arch)
+            return None
+        log.info("%s : proxyDHCP %s for %s (architecture %s): %s", mac,
+                 MESSAGE_NAMES[self.reply_type], choice.client, arch, choice.boot_file)
+        self.appliance.metrics.inc("heckle_dhcp_replies_total", client=choice.client,
+                                   message=MESSAGE_NAMES[self.reply_type])
+        return proxy_reply(request, self.reply_type, self.server_ip, client_class,
+                           choice.boot_file)
+
+    def send(self, reply, address, mac):
+        try:
+            self.transport.write(reply, address)
+        except OSError as exc:  # e.g. ENETUNREACH broadcasting without --interface
+            log.warning("%s : cannot send the proxyDHCP reply to %s:%d: %s", mac, *address, exc)
+
+
+def start_proxy_dhcp(reactor, appliance, server_ip, config):
+    """Bind the enabled listeners (port 0 disables one), yielding each bound
+    port at once so that the caller can close it if a later one fails."""
+    listeners = [(config.dhcp_port, DISCOVER, OFFER), (config.pxe_port, REQUEST, ACK)]
+    for port, answers, reply_type in listeners:
+        if not port:
+            continue
+        protocol = ProxyDHCP(appliance, server_ip, answers, reply_type, config.efi_binary,
+                             config.dhcp_known_only)
+        yield listen(reactor, port, protocol, config.interface)
+        log.info("proxyDHCP on %s port %d", config.interface or "all interfaces", port)
+
+
+def listen(reactor, port, protocol, interface=None):
+    """A broadcast-capable UDP port on every address, or on one interface.
+
+    Always the wildcard address: a socket bound to a unicast address never
+    sees broadcast DISCOVERs. Twisted cannot tell which interface a datagram
+    came in on, so restricting to one is done with SO_BINDTODEVICE, which
+    also lets broadcast replies out where there is no default route.
+    """
+    if interface is None:
+        udp = reactor.listenUDP(port, protocol)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+            sock.bind(("", port))
+            sock.setblocking(False)
+            udp = reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET, protocol)
+        except OSError as exc:
+            raise CannotListenError(interface, port, exc) from None
+        finally:
+            sock.close()  # the reactor holds its own duplicate of the descriptor
+    udp.setBroadcastAllowed(True)
+    return udp
