@@ -15,8 +15,11 @@ from twisted.internet import defer
 from .core.appliance import Appliance
 from .core.eventlog import close_event_log, open_event_log
 from .core.repository import Repository
+from .dhcp.server import start_proxy_dhcp
 from .http.auth import read_credentials
 from .http.site import make_site
+from .tftp.options import SAFE_BLKSIZE
+from .tftp.server import listen_tftp
 
 log = logging.getLogger("heckle")
 
@@ -27,9 +30,17 @@ class Config:
     address: str | None = None  # what nodes are told to reach us on
     listen: str = ""  # where our sockets bind; "" = every address
     http_port: int = 8080  # 0 disables
+    tftp_port: int = 69  # 0 disables
+    ipxe_dir: str = "/usr/lib/ipxe"  # iPXE binaries not in static/ come from here
+    tftp_max_blksize: int = SAFE_BLKSIZE
     credentials: str | None = None
     inactivity_timeout: float = 300.0
     echo_log: bool = True
+    dhcp_port: int = 67  # proxyDHCP; 0 disables
+    pxe_port: int = 4011  # PXE boot-server requests; 0 disables
+    interface: str | None = None  # bind the DHCP sockets to this interface only
+    dhcp_known_only: bool = False  # answer only MACs allocated here
+    efi_binary: str = "ipxe.efi"  # or snponly.efi, for UEFI clients
 
 
 def primary_address():
@@ -68,7 +79,8 @@ class ApplianceService(service.Service):
         open_event_log(repository.log_path, echo=config.echo_log)
         self.appliance = Appliance(repository, base_url(self.address, config.http_port),
                                    self.reactor.callLater,
-                                   inactivity_limit=config.inactivity_timeout)
+                                   inactivity_limit=config.inactivity_timeout,
+                                   ipxe_dir=config.ipxe_dir)
         self.appliance.start()
         try:
             if config.http_port:
@@ -76,6 +88,16 @@ class ApplianceService(service.Service):
                     config.http_port, make_site(self.appliance, credentials),
                     interface=config.listen))
                 log.info("HTTP on %s port %d", config.listen or "all addresses", config.http_port)
+            if config.tftp_port:
+                self.ports.append(listen_tftp(
+                    self.reactor, self.appliance, config.tftp_port, config.listen,
+                    config.tftp_max_blksize))
+                log.info("TFTP on %s port %d", config.listen or "all addresses", config.tftp_port)
+            if (config.dhcp_port or config.pxe_port) and not config.http_port:
+                log.warning("proxyDHCP is on but HTTP is off: iPXE will be sent a "
+                            "bootconfig URL nothing serves")
+            for port in start_proxy_dhcp(self.reactor, self.appliance, self.address, config):
+                self.ports.append(port)
         except Exception:
             self._close()
             raise

@@ -62,7 +62,14 @@ class Appliance:
         cmd = [str(BIN / "flunkymaster"), "--repository", str(self.repo),
                "--address", "127.0.0.1", "--listen", "127.0.0.1",
                "--http-port", str(self.port), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Only HTTP unless a test asks for more: never answer DHCP on the host.
+        for option in ("--tftp-port", "--dhcp-port", "--pxe-port"):
+            if option not in self.args:
+                cmd += [option, "0"]
+        # stderr goes to a file: a pipe nobody reads would block a chatty server.
+        self.stderr_path = self.repo.parent / f"flunkymaster-{self.port}.stderr"
+        with open(self.stderr_path, "ab") as stderr:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         if expect_ready:
             self.wait_ready()
         return self
@@ -71,8 +78,8 @@ class Appliance:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise AssertionError(f"flunkymaster exited {self.proc.returncode}: {err.decode()}")
+                raise AssertionError(f"flunkymaster exited {self.proc.returncode}: "
+                                     f"{self.stderr_path.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return

@@ -46,6 +46,9 @@ def test_admin_from_another_host_needs_credentials(remote):
     code, body = curl(url + "/dump")
     assert code == 401 and "admin credentials required" in body
     assert curl("-u", "admin:wrong", url + "/dump")[0] == 401
+    for page in ("/", "/metrics", "/api/nodes", "/api/images"):
+        assert curl(url + page)[0] == 401
+        assert curl("-u", "admin:s3cret", url + page)[0] == 200
     assert curl("-u", "admin:s3cret", url + "/dump") == (200, "{}\n")
     assert curl("-H", "Authorization: Bearer token-123", url + "/dump")[0] == 200
     assert curl("-H", "Authorization: Bearer nope", url + "/dump")[0] == 401

@@ -149,5 +149,8 @@ def test_api_nodes_lists_records_with_state(appliance):
     assert {n["State"] for n in nodes} == {"Building"}
 
 
-def test_unknown_route_is_404(appliance):
-    assert appliance.get("/nope").status == 404
+def test_unknown_routes_are_plain_404(appliance):
+    for path in ("/nope", "/api/nope", "/api/nodes/x/y"):
+        reply = appliance.get(path)
+        assert reply.status == 404, path
+        assert reply.headers["Content-Type"].startswith("text/plain")

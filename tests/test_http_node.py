@@ -207,3 +207,15 @@ def test_edited_template_and_new_image_are_used_without_restart(appliance, repo)
     (new / "status").write_text("Building\n")
     appliance.allocate("127.0.0.1", image="fresh")
     assert appliance.get("/bootconfig").text == "#!ipxe\necho fresh image fresh\n"
+
+
+def test_static_vars_broken_while_running_keeps_the_last_good(appliance, repo):
+    appliance.allocate("127.0.0.1")
+    vars_file = repo / "staticVars.json"
+    vars_file.write_text('{"site": "edited", "rootfs": "/dev/sdb1", "kernel_args": ""}')
+    assert "on /dev/sdb1" in appliance.get("/install").text
+    vars_file.write_text('{"site": ')
+    later = time.time() + 5
+    os.utime(vars_file, (later, later))
+    assert "on /dev/sdb1" in appliance.get("/install").text
+    assert f"{vars_file}: invalid JSON at line 1" in appliance.log()

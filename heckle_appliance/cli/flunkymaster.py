@@ -1,11 +1,22 @@
 """``flunkymaster``: run the whole appliance in the foreground."""
 
 import argparse
+import signal
 import sys
 
+from ..core.eventlog import reopen_event_log
 from ..core.repository import RepositoryError, init_skeleton
+from ..dhcp.policy import EFI_BINARIES
 from ..http.auth import CredentialsError
 from ..service import ApplianceService, Config
+from ..tftp.options import MAX_BLKSIZE, MIN_BLKSIZE, SAFE_BLKSIZE
+
+
+def blksize(text):
+    value = int(text)
+    if not MIN_BLKSIZE <= value <= MAX_BLKSIZE:
+        raise argparse.ArgumentTypeError(f"must be {MIN_BLKSIZE}..{MAX_BLKSIZE}")
+    return value
 
 
 def parser():
@@ -24,13 +35,44 @@ def parser():
                    help="address to bind (default: all addresses)")
     p.add_argument("--http-port", type=int, default=8080, metavar="N",
                    help="HTTP port (default 8080; 0 disables)")
+    p.add_argument("--tftp-port", type=int, default=69, metavar="N",
+                   help="TFTP port (default 69; 0 disables)")
+    p.add_argument("--ipxe-dir", default="/usr/lib/ipxe", metavar="DIR",
+                   help="where iPXE binaries missing from static/ are taken from "
+                        "(default /usr/lib/ipxe, Debian's ipxe package)")
+    p.add_argument("--tftp-max-blksize", type=blksize, default=SAFE_BLKSIZE, metavar="BYTES",
+                   help=f"largest TFTP blksize granted (default {SAFE_BLKSIZE}: no IP "
+                        f"fragments on a 1500-byte MTU; at most {MAX_BLKSIZE})")
     p.add_argument("--credentials", metavar="FILE",
                    help="name:secret lines allowing admin access from non-loopback "
                         "addresses (default: admin API from loopback only)")
     p.add_argument("--inactivity-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="a node silent this long before Ready is Failed (default 300)")
+    p.add_argument("--dhcp-port", type=int, default=67, metavar="N",
+                   help="proxyDHCP port (default 67; 0 disables)")
+    p.add_argument("--pxe-port", type=int, default=4011, metavar="N",
+                   help="PXE boot-server port for ProxyDHCP REQUESTs (default 4011; 0 disables)")
+    p.add_argument("--interface", metavar="IF",
+                   help="answer DHCP on this interface only (needed to broadcast without a "
+                        "default route; default: every interface)")
+    p.add_argument("--known-macs-only", action="store_true",
+                   help="answer PXE requests only from MACs allocated here (default: every "
+                        "PXE client; unallocated ones are told to boot from disk)")
+    p.add_argument("--efi-binary", choices=EFI_BINARIES, default=EFI_BINARIES[0],
+                   help="iPXE binary for UEFI clients (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="log to flunky.log only, not stderr")
     return p
+
+
+def config_from_args(args):
+    """The service configuration an argparse result describes (also used by twistd)."""
+    return Config(
+        repository=args.repository, address=args.address, listen=args.listen,
+        http_port=args.http_port, credentials=args.credentials,
+        tftp_port=args.tftp_port, ipxe_dir=args.ipxe_dir, tftp_max_blksize=args.tftp_max_blksize,
+        dhcp_port=args.dhcp_port, pxe_port=args.pxe_port, interface=args.interface,
+        dhcp_known_only=args.known_macs_only, efi_binary=args.efi_binary,
+        inactivity_timeout=args.inactivity_timeout, echo_log=not args.quiet)
 
 
 def main(argv=None, reactor=None):
@@ -41,10 +83,7 @@ def main(argv=None, reactor=None):
         return 0
     if reactor is None:
         from twisted.internet import reactor
-    svc = ApplianceService(Config(
-        repository=args.repository, address=args.address, listen=args.listen,
-        http_port=args.http_port, credentials=args.credentials,
-        inactivity_timeout=args.inactivity_timeout, echo_log=not args.quiet), reactor)
+    svc = ApplianceService(config_from_args(args), reactor)
     try:
         svc.privilegedStartService()
     except (RepositoryError, CredentialsError) as exc:
@@ -55,6 +94,7 @@ def main(argv=None, reactor=None):
         return 1
     svc.startService()
     reactor.addSystemEventTrigger("before", "shutdown", svc.stopService)
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reopen_event_log))
     reactor.run()
     return 0
 

@@ -7,10 +7,12 @@ which they translate into their protocol's error.
 """
 
 import logging
+import os
 import time
 
 from .checkpoint import Checkpointer, load
-from .repository import NotFound, Repository
+from .metrics import Metrics
+from .repository import Forbidden, NotFound, Repository
 from .state import ERROR, INFO, NodeTable
 from .templates import TemplateCache, TemplateError
 
@@ -21,6 +23,10 @@ log = logging.getLogger("heckle")
 EXIT_SCRIPT = "#!ipxe\n# not allocated on this appliance: boot from the next device\nexit\n"
 
 READY, FAILED, UNALLOCATED = "Ready", "Failed", "Unallocated"
+
+# Served from static/ when the operator put them there, else from the
+# system's iPXE package, so a stock repository can netboot.
+IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 
 
 class NotAllocated(Exception):
@@ -53,16 +59,17 @@ def describe(ip, mac):
 
 class Appliance:
     def __init__(self, repository, server_url, call_later, clock=time.time,
-                 inactivity_limit=300.0, checkpoint_delay=0.5):
+                 inactivity_limit=300.0, checkpoint_delay=0.5, ipxe_dir="/usr/lib/ipxe"):
         self.repository = repository if isinstance(repository, Repository) else Repository(repository)
         self.server_url = server_url
         self.inactivity_limit = inactivity_limit
+        self.ipxe_dir = ipxe_dir
         self._clock = clock
         self.templates = TemplateCache()
         self.nodes = NodeTable(clock, self._changed)
         self.checkpoint = Checkpointer(self.repository.data_path, self.nodes.to_json,
                                        call_later, checkpoint_delay)
-        self.render_errors = 0
+        self.metrics = Metrics()
 
     # -- life cycle -----------------------------------------------------------
 
@@ -75,6 +82,10 @@ class Appliance:
         self.repository.check()
         load(self.repository.data_path, self.nodes.load_json)
         self.checkpoint.flush()
+        missing = self.missing_ipxe_binaries()
+        if missing:
+            log.warning("iPXE binaries found neither in static/ nor in %s: %s",
+                        self.ipxe_dir, ", ".join(missing))
         for image in self.repository.images():
             if not image.valid:
                 log.error("image %s is invalid (%s): it cannot be allocated", image.name,
@@ -115,13 +126,29 @@ class Appliance:
         return self._render(node, ip, path, count_key("dynamic", relpath))
 
     def static(self, ip, mac, relpath):
-        """Path of a file of static/. Anyone may fetch (unallocated nodes
-        need the iPXE binary too); allocated nodes have the fetch counted."""
-        path = self.repository.confine("static", relpath)
+        """Path of a file of static/ (or an iPXE binary). Anyone may fetch
+        (unallocated nodes need the iPXE binary too); allocated nodes have
+        the fetch counted."""
+        try:
+            path = self.repository.confine("static", relpath)
+        except NotFound:
+            path = os.path.join(self.ipxe_dir, relpath)
+            if relpath not in IPXE_BINARIES or not os.path.isfile(path):
+                raise
         node = self.nodes.find(ip, mac)
         if node is not None:
             self.nodes.count_fetch(node, count_key("static", relpath))
         return path
+
+    def missing_ipxe_binaries(self):
+        missing = []
+        for name in IPXE_BINARIES:
+            try:
+                self.repository.confine("static", name)
+            except (NotFound, Forbidden):
+                if not os.path.isfile(os.path.join(self.ipxe_dir, name)):
+                    missing.append(name)
+        return missing
 
     def post(self, ip, mac, kind, text):
         """A progress (Info) or Error message from a node about itself."""
@@ -163,7 +190,7 @@ class Appliance:
         except FileNotFoundError:
             raise NotFound(shown) from None
         except TemplateError as exc:
-            self.render_errors += 1
+            self.metrics.inc("heckle_render_errors_total")
             who = describe(ip or node.ip, node.mac)
             if record:
                 self.nodes.add_message(node, ERROR, f"render error: {exc}")
@@ -264,3 +291,17 @@ class Appliance:
                 "Image": node.image, "IP": node.ip, "MAC": node.mac,
                 "Hostname": node.hostname, "Errors": node.errors,
                 "Allocated": node.allocated}
+
+    def metrics_text(self):
+        """/metrics: the counters plus what is measured at scrape time."""
+        metrics = self.metrics
+        metrics.set("heckle_checkpoint_writes_total", self.checkpoint.writes)
+        metrics.set("heckle_checkpoint_seconds_total", self.checkpoint.total_duration)
+        metrics.set("heckle_checkpoint_last_seconds", self.checkpoint.last_duration)
+        states = {}
+        for node in self.nodes.nodes.values():
+            state = self.state_of(node)[1]
+            states[state] = states.get(state, 0) + 1
+        for state in set(states) | {READY, FAILED}:
+            metrics.set("heckle_nodes", states.get(state, 0), state=state)
+        return metrics.exposition()

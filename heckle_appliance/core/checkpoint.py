@@ -92,6 +92,7 @@ class Checkpointer:
         self._pending = None
         self.writes = 0
         self.last_duration = 0.0
+        self.total_duration = 0.0
 
     def mark_dirty(self):
         if self._pending is None:
@@ -118,3 +119,4 @@ class Checkpointer:
             raise CheckpointError(f"cannot write {self.path}: {exc}") from exc
         self.writes += 1
         self.last_duration = time.monotonic() - started
+        self.total_duration += self.last_duration

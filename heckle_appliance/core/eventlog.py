@@ -26,6 +26,13 @@ def open_event_log(path, echo=True, level=logging.INFO):
     return logger
 
 
+def reopen_event_log():
+    """Reopen flunky.log if it was moved (SIGHUP from logrotate's postrotate)."""
+    for handler in logging.getLogger("heckle").handlers:
+        if isinstance(handler, logging.handlers.WatchedFileHandler):
+            handler.reopenIfNeeded()
+
+
 def close_event_log():
     logger = logging.getLogger("heckle")
     for handler in list(logger.handlers):

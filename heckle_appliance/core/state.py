@@ -152,6 +152,7 @@ class NodeTable:
                 node.ip = node.ip or old.ip
                 node.mac = node.mac or old.mac
                 node.hostname = node.hostname or old.hostname
+                node.arch = old.arch
             self.nodes[name.value] = node
             allocated.append(node)
         self._on_change(True)

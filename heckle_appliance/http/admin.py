@@ -8,7 +8,7 @@ from twisted.web import resource, server
 
 from ..core.appliance import InvalidImage, UnknownImage
 from ..core.identity import BadNodeName, resolve
-from .request import HTTPError, client_ip, field, json_reply, read_json, refuse
+from .request import Folder, HTTPError, client_ip, field, json_reply, read_json, refuse
 
 log = logging.getLogger("heckle")
 
@@ -27,6 +27,8 @@ class AdminResource(resource.Resource):
             if not self.auth.allows(client_ip(request), header.decode("latin-1") if header else None):
                 request.setHeader(b"www-authenticate", b'Basic realm="heckle"')
                 raise HTTPError(401, "admin credentials required")
+            if request.postpath not in ([], [b""]):
+                raise HTTPError(404, "Not Found")
             return super().render(request)
         except HTTPError as error:
             return refuse(request, error)
@@ -121,6 +123,23 @@ class Status(AdminResource):
             lambda names: self.appliance.status(names, since)))
 
 
+class Release(AdminResource):
+    """POST /release: forget nodes' allocations, so their next netboot leaves
+    for the local disk. Answers which record each name released (null: none)."""
+
+    def render_POST(self, request):
+        addresses = _names(read_json(request), required=True)
+
+        def release(names):
+            answer = {}
+            for given, name in names:
+                released = self.appliance.release([name])
+                answer[given] = released[0].key if released else None
+            return {"Released": answer}
+
+        return self.later(request, _resolve_all(addresses).addCallback(release))
+
+
 class Dump(AdminResource):
     def render_GET(self, request):
         return json_reply(request, self.appliance.nodes.to_json())
@@ -140,12 +159,13 @@ class Images(AdminResource):
 
 
 def admin_resources(appliance, auth):
-    api = resource.Resource()
+    api = Folder()
     api.putChild(b"nodes", Nodes(appliance, auth))
     api.putChild(b"images", Images(appliance, auth))
     return {
         b"ctl": Ctl(appliance, auth),
         b"status": Status(appliance, auth),
+        b"release": Release(appliance, auth),
         b"dump": Dump(appliance, auth),
         b"api": api,
     }

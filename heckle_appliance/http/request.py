@@ -3,7 +3,7 @@
 import json
 import logging
 
-from twisted.web import server
+from twisted.web import resource, server
 
 from ..core.identity import normalise_ip, normalise_mac
 
@@ -105,3 +105,18 @@ def field(body, name, kinds, required=True, default=None):
         wanted = " or ".join(k.__name__ for k in kinds)
         raise HTTPError(400, f"field {name!r} must be {wanted}, not {type(value).__name__}")
     return value
+
+
+class NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return refuse(request, HTTPError(404, "Not Found"))
+
+
+class Folder(resource.Resource):
+    """A resource holding children, whose unknown children answer a plain 404
+    (rather than twisted.web's HTML page) like every other error here."""
+
+    def getChild(self, path, request):
+        return NotFound()
