@@ -38,6 +38,7 @@ CLIENTS = {
     "curl-512": lambda server, name, dest: curl(server, name, dest, 512),
     "curl-1428": lambda server, name, dest: curl(server, name, dest, 1428),
     "atftp-windowsize-8": atftp,
+    "atftp-1468-windowsize-64": lambda server, name, dest: atftp(server, name, dest, 1468, 64),
     "tftp-hpa": tftp_hpa,
     "tftpy": tftpy_client,
 }
@@ -55,7 +56,8 @@ def sha(data):
 # curl always asks tsize and rejects the true answer for an empty file ("invalid
 # tsize", from tftpd-hpa too): the other clients cover that file.
 DOWNLOADS = [(client, name) for client in CLIENTS
-             for name in ("small.txt", "exact512.bin", "empty.bin", "twenty.bin", "sub/deep.txt")
+             for name in ("small.txt", "exact512.bin", "empty.bin", "twenty.bin", "sub/deep.txt",
+                          "window.bin")
              if not (client.startswith("curl") and name == "empty.bin")]
 
 
@@ -105,6 +107,25 @@ def test_bootconfig_over_tftp_is_rendered_per_fetch(server, tmp_path):
         tftpy_client(server, "bootconfig", dest, source=node)
         texts.append(received(dest).decode())
     assert texts == [f"#!ipxe\necho boot {n} of {node}\n" for n in (0, 1)]
+
+
+def test_transfers_are_counted_in_metrics(server, tmp_path):
+    def sample(name, **labels):
+        text = server.get("/metrics").text
+        wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "} "
+        return sum(float(line[len(wanted):]) for line in text.splitlines()
+                   if line.startswith(wanted))
+
+    started = sample("heckle_tftp_transfers_total", result="started")
+    completed = sample("heckle_tftp_transfers_total", result="completed")
+    sent = sample("heckle_bytes_sent_total", protocol="tftp")
+    curl(server, "small.txt", tmp_path / "got")
+    assert sample("heckle_tftp_transfers_total", result="started") == started + 1
+    assert sample("heckle_tftp_transfers_total", result="completed") == completed + 1
+    assert sample("heckle_bytes_sent_total", protocol="tftp") == sent + len(FILES["small.txt"])
+    with pytest.raises(subprocess.CalledProcessError):
+        curl(server, "no-such-file", tmp_path / "none")
+    assert sample("heckle_requests_total", protocol="tftp", code="error 1") >= 1
 
 
 def test_static_fetch_counts_like_http(server, tmp_path):

@@ -82,6 +82,19 @@ def test_windowsize_sends_a_window_and_resumes_after_a_partial_ack(raw):
     assert [raw.recv().number for _ in range(4)] == [3, 4, 5, 6]
 
 
+def test_big_windows_arrive_one_block_per_datagram(raw):
+    oack = raw.request("window.bin", blksize=1468, windowsize=64)
+    assert oack.options == {"blksize": "1468", "windowsize": "64"}
+    raw.ack(0, oack.port)
+    first = [raw.recv() for _ in range(64)]
+    raw.ack(64, oack.port)
+    rest = [raw.recv() for _ in range(37)]  # 100 full blocks, then an empty one
+    assert [p.number for p in first + rest] == list(range(1, 102))
+    assert b"".join(p.payload for p in first + rest) == FILES["window.bin"]
+    assert [len(p.payload) for p in rest[-2:]] == [1468, 0]
+    raw.ack(101, oack.port)
+
+
 def test_duplicate_acks_neither_resend_nor_break_the_transfer(raw):
     first = raw.request("three.bin")
     raw.ack(1, first.port)

@@ -23,6 +23,8 @@ FILES = {
     "twenty.bin": RNG.randbytes(20 * 512 - 1),
     "sub/deep.txt": b"deep\n",
     "ipxe.efi": b"ipxe.efi from static/\n",
+    # Windows of 64 blocks of 1468 bytes take more than one GSO send each.
+    "window.bin": RNG.randbytes(100 * 1468),
 }
 # What the fallback folder holds instead of the real iPXE package.
 IPXE_DIR_FILES = {"undionly.kpxe": b"undionly.kpxe from the iPXE folder\n",

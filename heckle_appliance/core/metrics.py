@@ -12,7 +12,8 @@ SERIES = {
     "heckle_requests_total": ("counter", "Requests served, by protocol and outcome."),
     "heckle_bytes_sent_total": ("counter", "Payload bytes sent, by protocol."),
     "heckle_tftp_transfers_total": ("counter", "TFTP transfers, by result "
-                                               "(started, completed, failed)."),
+                                               "(started, completed, failed, probed: "
+                                               "ended by the client after a tsize probe)."),
     "heckle_dhcp_replies_total": ("counter", "proxyDHCP replies, by client type."),
     "heckle_render_errors_total": ("counter", "Template renders that failed."),
     "heckle_checkpoint_writes_total": ("counter", "data.json writes."),

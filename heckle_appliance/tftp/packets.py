@@ -21,7 +21,6 @@ NOT_DEFINED, FILE_NOT_FOUND, ACCESS_VIOLATION, DISK_FULL, ILLEGAL_OPERATION, \
 
 # opcode + block number, packed in place in front of each block's payload.
 HEADER = struct.Struct("!HH")
-ACK_OPCODE = HEADER.pack(ACK, 0)[:2]
 ERROR_OPCODE = HEADER.pack(ERROR, 0)[:2]
 
 _factory = TftpPacketFactory()

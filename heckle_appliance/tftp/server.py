@@ -9,7 +9,7 @@ from ..core.appliance import describe
 from . import packets
 from .options import Limits, negotiate
 from .source import Refused, Source
-from .transfer import PROBED, Transfer, open_sockets
+from .transfer import DONE, PROBED, Transfer, open_sockets
 
 log = logging.getLogger("heckle")
 
@@ -27,6 +27,7 @@ class TftpServer(DatagramProtocol):
     def __init__(self, source, reactor, limits=Limits(), interface="",
                  max_transfers=MAX_TRANSFERS):
         self.source = source
+        self.metrics = source.appliance.metrics
         self.reactor = reactor
         self.limits = limits
         self.interface = interface
@@ -108,10 +109,17 @@ class TftpServer(DatagramProtocol):
             self._reply(packets.error(packets.NOT_DEFINED, "server busy, try again later"), addr)
             return
         self.active[addr] = transfer
+        self.metrics.inc("heckle_tftp_transfers_total", result="started")
         transfer.begin(sockets)
 
     def _ended(self, transfer, name, mode, outcome):
         del self.active[transfer.peer]
+        if outcome == DONE:
+            self.metrics.inc("heckle_tftp_transfers_total", result="completed")
+            self.metrics.inc("heckle_requests_total", protocol="tftp", code="sent")
+            self.metrics.inc("heckle_bytes_sent_total", transfer.content.size, protocol="tftp")
+        else:
+            self.metrics.inc("heckle_tftp_transfers_total", result=outcome)
         if outcome != PROBED:
             transfer.content.release()
             return
@@ -129,6 +137,7 @@ class TftpServer(DatagramProtocol):
 
     def _refuse(self, addr, code, message, name):
         log.warning("tftp: refused %s to %s: %s", name, describe(addr[0], None), message)
+        self.metrics.inc("heckle_requests_total", protocol="tftp", code=f"error {code}")
         self._reply(packets.error(code, message), addr)
 
     def _reply(self, datagram, addr):
