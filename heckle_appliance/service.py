@@ -5,17 +5,19 @@ Ports are bound in privilegedStartService, so twistd can bind low ports as
 root before it drops privileges.
 """
 
+import errno
 import logging
 import socket
 from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 
 from .core.appliance import Appliance
 from .core.eventlog import close_event_log, open_event_log
 from .core.repository import Repository
-from .dhcp.server import start_proxy_dhcp
+from .dhcp.server import listen_proxy_dhcp
 from .http.auth import read_credentials
 from .http.site import make_site
 from .tftp.options import SAFE_BLKSIZE
@@ -35,7 +37,7 @@ class Config:
     tftp_max_blksize: int = SAFE_BLKSIZE
     credentials: str | None = None
     inactivity_timeout: float = 300.0
-    echo_log: bool = True
+    echo_log: object = True  # True: stderr; or a logging.Handler; False: flunky.log only
     dhcp_port: int = 67  # proxyDHCP; 0 disables
     pxe_port: int = 4011  # PXE boot-server requests; 0 disables
     interface: str | None = None  # bind the DHCP sockets to this interface only
@@ -60,6 +62,10 @@ def base_url(address, port):
     return f"http://{host}:{port}"
 
 
+class StartError(Exception):
+    """A port could not be bound; the message names the service and the way out."""
+
+
 class ApplianceService(service.Service):
     def __init__(self, config, reactor=None):
         if reactor is None:
@@ -69,39 +75,77 @@ class ApplianceService(service.Service):
         self.address = config.address or primary_address()
         self.appliance = None
         self.ports = []
+        self.bound = []
+        self._lock = None
 
     def privilegedStartService(self):
-        """Start the core and bind every port; raises with a clear message on failure."""
+        """Bind every port, then load the state; raises RepositoryError,
+        CredentialsError or StartError with a message naming the cause.
+
+        Ports come first so that a start that cannot bind touches neither
+        data.json nor the log's "started" line.
+        """
         config = self.config
         repository = Repository(config.repository)
         repository.check()
         credentials = read_credentials(config.credentials) if config.credentials else None
-        open_event_log(repository.log_path, echo=config.echo_log)
+        self._lock = repository.lock()
         self.appliance = Appliance(repository, base_url(self.address, config.http_port),
                                    self.reactor.callLater,
                                    inactivity_limit=config.inactivity_timeout,
                                    ipxe_dir=config.ipxe_dir)
-        self.appliance.start()
         try:
-            if config.http_port:
-                self.ports.append(self.reactor.listenTCP(
-                    config.http_port, make_site(self.appliance, credentials),
-                    interface=config.listen))
-                log.info("HTTP on %s port %d", config.listen or "all addresses", config.http_port)
-            if config.tftp_port:
-                self.ports.append(listen_tftp(
-                    self.reactor, self.appliance, config.tftp_port, config.listen,
-                    config.tftp_max_blksize))
-                log.info("TFTP on %s port %d", config.listen or "all addresses", config.tftp_port)
-            if (config.dhcp_port or config.pxe_port) and not config.http_port:
-                log.warning("proxyDHCP is on but HTTP is off: iPXE will be sent a "
-                            "bootconfig URL nothing serves")
-            for port in start_proxy_dhcp(self.reactor, self.appliance, self.address, config):
-                self.ports.append(port)
+            self._bind_all(credentials)
         except Exception:
+            self.appliance = None
             self._close()
             raise
+        open_event_log(repository.log_path, echo=config.echo_log)
+        self.appliance.start()
+        where = config.listen or "all addresses"
+        for service_name, port in self.bound:
+            log.info("%s on %s port %d", service_name,
+                     config.interface or "all interfaces" if "DHCP" in service_name else where,
+                     port)
+        if (config.dhcp_port or config.pxe_port) and not config.http_port:
+            log.warning("proxyDHCP is on but HTTP is off: iPXE will be sent a "
+                        "bootconfig URL nothing serves")
         super().privilegedStartService()
+
+    def _bind_all(self, credentials):
+        config, reactor = self.config, self.reactor
+        self.bound = []
+        if config.http_port:
+            self._bind("HTTP", "--http-port", config.http_port, lambda: reactor.listenTCP(
+                config.http_port, make_site(self.appliance, credentials),
+                interface=config.listen))
+        if config.tftp_port:
+            self._bind("TFTP", "--tftp-port", config.tftp_port, lambda: listen_tftp(
+                reactor, self.appliance, config.tftp_port, config.listen,
+                config.tftp_max_blksize))
+        for pxe, name, option, number in ((False, "proxyDHCP", "--dhcp-port", config.dhcp_port),
+                                          (True, "proxyDHCP", "--pxe-port", config.pxe_port)):
+            if number:
+                self._bind(name, option, number, lambda pxe=pxe: listen_proxy_dhcp(
+                    reactor, self.appliance, self.address, config, pxe))
+
+    def _bind(self, service_name, option, number, listen):
+        try:
+            self.ports.append(listen())
+        except CannotListenError as exc:
+            error = exc.socketError
+            reason = getattr(error, "strerror", None) or str(error)
+            if getattr(error, "errno", None) == errno.EACCES and number < 1024:
+                hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
+            elif getattr(error, "errno", None) == errno.EADDRINUSE:
+                hint = "another program holds it"
+            else:
+                hint = None
+            hint = f"{hint}; " if hint else ""
+            raise StartError(f"cannot listen for {service_name} on port {number}: {reason} "
+                             f"({hint}{option} N picks another port, 0 disables "
+                             f"{service_name})") from None
+        self.bound.append((service_name, number))
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -118,3 +162,6 @@ class ApplianceService(service.Service):
             self.appliance.stop()
             self.appliance = None
         close_event_log()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None

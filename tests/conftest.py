@@ -80,10 +80,15 @@ class Appliance:
             if self.proc.poll() is not None:
                 raise AssertionError(f"flunkymaster exited {self.proc.returncode}: "
                                      f"{self.stderr_path.read_text()}")
+            # An answer, not just a connect: the port is bound before the
+            # start is logged, and the reactor answers only once it runs.
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/api/images")
+                conn.getresponse().read()
+                conn.close()
                 return
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 time.sleep(0.05)
         raise AssertionError("flunkymaster did not start listening")
 

@@ -234,3 +234,17 @@ def test_finds_the_mac_of_its_interface(kind, repo, tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_host_and_port_will_do_for_the_server(agent, server, node):
+    host_port = node.removeprefix("http://")
+    result = agent.run("-S", host_port, "-i", "short form", FLUNKY_MAC="")
+    assert result.returncode == 0, result.stderr
+    assert record(server)["Info"][-1]["Message"] == "short form"
+
+
+def test_a_server_that_is_not_http_fails_at_once():
+    agent = make_agent("python", None)
+    result = agent.run("-S", "ftp://example.invalid/", "-i", "x", FLUNKY_RETRY_MAX="300")
+    assert result.returncode == 255
+    assert result.stderr == "flunky: ftp://example.invalid/: not an http:// or https:// URL\n"

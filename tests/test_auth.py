@@ -45,7 +45,7 @@ def test_admin_from_another_host_needs_credentials(remote):
     url, curl, _, _ = remote
     code, body = curl(url + "/dump")
     assert code == 401 and "admin credentials required" in body
-    assert curl("-u", "admin:wrong", url + "/dump")[0] == 401
+    assert curl("-u", "admin:wrong", url + "/dump") == (401, "invalid admin credentials\n")
     for page in ("/", "/metrics", "/api/nodes", "/api/images"):
         assert curl(url + page)[0] == 401
         assert curl("-u", "admin:s3cret", url + page)[0] == 200
@@ -68,3 +68,23 @@ def test_node_side_needs_no_credentials_and_loopback_is_trusted(remote):
     code, body = curl(url + "/bootconfig")
     assert code == 200 and "kernel" in body
     assert curl("-d", '{"Message": "hi"}', url + "/info")[0] == 200
+
+
+def test_without_a_credentials_file_the_refusal_says_so(repo):
+    with linked_namespaces(subnet="10.204.0") as (server_ns, client_ns, server_ip, _):
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", server_ns, str(BIN / "flunkymaster"), "--repository",
+             str(repo), "--address", server_ip, "--http-port", str(PORT), "--tftp-port", "0",
+             "--dhcp-port", "0", "--pxe-port", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://{server_ip}:{PORT}/dump"
+            for _ in range(200):
+                result = in_ns(client_ns, "curl", "-s", "-u", "a:b", url)
+                if result.returncode == 0:
+                    break
+                time.sleep(0.05)
+            assert "no --credentials file" in result.stdout
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -29,7 +29,7 @@ def test_missing_folders_are_named(tmp_path):
     result = run("--repository", str(tmp_path), "--http-port", str(free_port()))
     assert result.returncode == 1
     assert f"repository {tmp_path} lacks dynamic/, images/" in result.stderr
-    assert "flunkymaster --init" in result.stderr
+    assert f"flunkymaster --init --repository {tmp_path}" in result.stderr
     assert not (tmp_path / "data.json").exists()
 
 
@@ -58,7 +58,7 @@ def test_port_in_use_is_one_clear_line(repo):
         port = holder.getsockname()[1]
         result = run("--repository", str(repo), "--listen", "127.0.0.1", "--http-port", str(port))
     assert result.returncode == 1
-    assert "cannot start" in result.stderr and str(port) in result.stderr
+    assert f"cannot listen for HTTP on port {port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -69,3 +69,34 @@ def test_sigterm_flushes_and_exits_zero(appliance):
     assert appliance.data()["127.0.0.1"]["Info"][-1]["Message"] == "just before stop"
     log = appliance.log()
     assert " - INFO - started on " in log and " - INFO - stopped; 1 node(s) saved" in log
+
+
+def test_port_zero_disables_a_service(appliance):
+    log = appliance.log()
+    assert f"HTTP on 127.0.0.1 port {appliance.port}" in log
+    assert "TFTP on" not in log and "proxyDHCP" not in log
+
+
+def test_a_second_appliance_on_the_same_repository_is_refused(appliance, repo):
+    result = run("--repository", str(repo), "--http-port", str(free_port()), "--tftp-port", "0",
+                 "--dhcp-port", "0", "--pxe-port", "0")
+    assert result.returncode == 1
+    assert (f"repository {repo} is in use by another flunkymaster (pid {appliance.proc.pid})"
+            in result.stderr)
+
+
+def test_a_start_that_cannot_bind_touches_nothing(repo):
+    (repo / "data.json").write_text('{}\n')
+    before = (repo / "data.json").stat().st_mtime_ns
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        result = run("--repository", str(repo), "--listen", "127.0.0.1", "--http-port",
+                     str(free_port()), "--tftp-port", str(port), "--dhcp-port", "0",
+                     "--pxe-port", "0")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"flunkymaster: cannot listen for TFTP on port {port}: Address already in use "
+        f"(another program holds it; --tftp-port N picks another port, 0 disables TFTP)\n")
+    assert (repo / "data.json").stat().st_mtime_ns == before
+    assert not (repo / "flunky.log").exists()

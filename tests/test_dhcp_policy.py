@@ -7,8 +7,6 @@ import pytest
 
 from dhcp_clients import dhcp, ipxe_options, mac_of, pxe_options
 from heckle_appliance.dhcp import packets, policy, replies
-from heckle_appliance.dhcp.server import start_proxy_dhcp
-from heckle_appliance.service import Config
 
 SERVER = "http://10.0.0.1:8080"
 MAC = mac_of(1)
@@ -131,6 +129,3 @@ def test_a_reply_is_padded_to_the_bootp_minimum_and_never_offers_an_address():
     assert data[16:20] == bytes(4)  # yiaddr
     assert data[20:24] == bytes([10, 0, 0, 1])  # siaddr
 
-
-def test_port_zero_disables_both_listeners():
-    assert list(start_proxy_dhcp(None, None, "10.0.0.1", Config(dhcp_port=0, pxe_port=0))) == []

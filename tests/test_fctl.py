@@ -186,6 +186,8 @@ def test_server_errors_are_one_line_and_exit_2(server, args, message):
 
 def test_usage_errors_exit_2(server):
     assert fctl("-S", server.url, "allocate", "127.0.0.8").returncode == 2  # no -i
+    unknown = fctl("-S", server.url, "bogus")
+    assert unknown.returncode == 2 and "unknown command 'bogus'" in unknown.stderr
     bad = fctl("-S", server.url, "allocate", "-i", "ipxe-demo", "--extra", "[1]", "127.0.0.8")
     assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
     assert fctl("-S", "ftp://x", "images").stderr == "fctl: invalid server URL 'ftp://x'\n"
@@ -261,8 +263,11 @@ def test_remote_admin_without_credentials_is_refused(remote):
     remote_fctl, _ = remote
     result = remote_fctl("images")
     assert result.returncode == 2
-    assert result.stderr == "fctl: admin credentials required (HTTP 401)\n"
-    assert remote_fctl("--user", "admin:wrong", "dump").returncode == 2
+    assert result.stderr == ("fctl: admin credentials required (HTTP basic or bearer token) "
+                             "(HTTP 401)\n")
+    wrong = remote_fctl("--user", "admin:wrong", "dump")
+    assert wrong.returncode == 2
+    assert wrong.stderr == "fctl: invalid admin credentials (HTTP 401)\n"
 
 
 @needs_root

@@ -140,6 +140,7 @@ def test_status_template_error_fails_the_node_without_piling_up_errors(appliance
         entry = appliance.post("/status", {"Addresses": ["127.0.0.1"]}).json()["127.0.0.1"]
         assert entry["State"] == "Failed" and "nonsense" in entry["Status"]
     assert appliance.get("/dump").json()["127.0.0.1"]["Errors"] == 0
+    assert appliance.log().count("status unavailable: images/ipxe-demo/status, line 1") == 1
 
 
 def test_api_nodes_lists_records_with_state(appliance):
@@ -154,3 +155,26 @@ def test_unknown_routes_are_plain_404(appliance):
         reply = appliance.get(path)
         assert reply.status == 404, path
         assert reply.headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("GET", "/ctl", "POST"), ("HEAD", "/ctl", "POST"), ("PUT", "/status", "POST"),
+    ("HEAD", "/info", "POST"), ("DELETE", "/dump", "GET"), ("POST", "/bootconfig", "GET"),
+])
+def test_wrong_methods_are_plain_405(appliance, method, path, allowed):
+    reply = appliance.request(method, path)
+    assert reply.status == 405
+    assert reply.headers["Allow"] == allowed
+    if method != "HEAD":
+        assert reply.text == f"{method} is not allowed here; use {allowed}\n"
+
+
+def test_head_works_where_get_does(appliance):
+    reply = appliance.request("HEAD", "/static/hello.txt")
+    assert reply.status == 200 and reply.body == b""
+    assert int(reply.headers["Content-Length"]) > 0
+
+
+def test_empty_status_body_means_every_node(appliance):
+    appliance.allocate("127.0.0.1")
+    assert list(appliance.post("/status", "").json()) == ["127.0.0.1"]

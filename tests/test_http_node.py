@@ -28,14 +28,14 @@ def test_boot_once_pattern_over_two_fetches(appliance):
         "fetched bootconfig (boot 1)", "fetched bootconfig (boot 2)"]
 
 
-def test_pxelinux_bootconfig_renders(appliance):
+def test_pxelinux_bootconfig_is_served_as_ipxe(appliance):
     appliance.allocate("127.0.0.1", image="pxelinux-demo")
     text = appliance.get("/bootconfig").text
     server = f"http://127.0.0.1:{appliance.port}"
-    assert text.splitlines()[:4] == [
-        "DEFAULT install", "LABEL install", f"  KERNEL {server}/static/demo/vmlinuz",
-        f"  APPEND initrd={server}/static/demo/initrd.gz console=ttyS0 quiet flunky={server}"]
-    assert "LOCALBOOT 0" in appliance.get("/bootconfig").text
+    assert text.startswith("#!ipxe\n")
+    assert (f"kernel {server}/static/demo/vmlinuz initrd=initrd.gz console=ttyS0 quiet "
+            f"flunky={server}\ninitrd {server}/static/demo/initrd.gz\nboot\n") in text
+    assert appliance.get("/bootconfig").text.endswith("\nexit\n")  # was LOCALBOOT 0
 
 
 def test_install_is_rendered_for_the_node(appliance):
@@ -219,3 +219,6 @@ def test_static_vars_broken_while_running_keeps_the_last_good(appliance, repo):
     os.utime(vars_file, (later, later))
     assert "on /dev/sdb1" in appliance.get("/install").text
     assert f"{vars_file}: invalid JSON at line 1" in appliance.log()
+    vars_file.unlink()  # an editor's save in progress, say
+    assert "on /dev/sdb1" in appliance.get("/install").text
+    assert f"{vars_file} was removed; keeping the previous variables" in appliance.log()

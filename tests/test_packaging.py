@@ -59,7 +59,28 @@ def test_twistd_heckle_names_a_bad_repository(tmp_path):
                              str(tmp_path / "none")], capture_output=True, text=True,
                             cwd=tmp_path, timeout=60)
     assert result.returncode != 0
-    assert f"twistd heckle: repository {tmp_path / 'none'} does not exist" in result.stderr
+    output = result.stdout + result.stderr  # twistd -n logs to stdout
+    assert f"twistd heckle: repository {tmp_path / 'none'} does not exist" in output
+    assert "Traceback" not in output
+
+
+def test_twistd_heckle_help_and_log_levels(repo, tmp_path):
+    result = subprocess.run([str(BIN / "twistd"), "-n", "heckle", "--help"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=60)
+    assert result.stdout.startswith("usage: twistd heckle ")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "heckle", "--repository", str(repo),
+         "--listen", "127.0.0.1", "--http-port", str(port), "--tftp-port", "0",
+         "--dhcp-port", "0", "--pxe-port", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = Appliance(repo, port)
+    client.proc = proc
+    client.wait_ready()
+    client.stop()
+    output = proc.stdout.read()
+    assert "[heckle#info] started on " in output
+    assert "[stderr#error]" not in output
 
 
 def test_wheel_ships_the_dropin_and_the_sh_agent(tmp_path):

@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from conftest import Appliance, free_port
 
 
@@ -56,11 +58,17 @@ def test_corrupt_data_json_is_moved_aside_not_overwritten(repo):
         server.stop()
 
 
-def test_malformed_record_is_also_moved_aside(repo):
-    (repo / "data.json").write_text(json.dumps({"127.0.0.1": {"NoImage": 1}}))
+@pytest.mark.parametrize("record, problem", [
+    ({"Image": "a"}, "record '127.0.0.1' lacks field 'Allocated'"),
+    ({"Image": 5, "Allocated": 1}, "record '127.0.0.1': Image is not a string"),
+    ({"Image": "a", "Allocated": "soon"}, "record '127.0.0.1': could not convert string"),
+])
+def test_malformed_record_is_also_moved_aside_and_named(repo, record, problem):
+    (repo / "data.json").write_text(json.dumps({"127.0.0.1": record}))
     server = Appliance(repo, free_port()).start()
     try:
         assert any(p.startswith("data.json.corrupt-") for p in os.listdir(repo))
+        assert problem in server.log()
     finally:
         server.stop()
 

@@ -1,18 +1,31 @@
 #!/bin/sh
-# The main job, end to end on this host: start the appliance on a copy of the
-# example repository, allocate this host as a node, and do what a netbooting
-# node does over HTTP (bootconfig, install, progress messages, second boot).
+# The HTTP side of the main job on this host, no root needed: start the
+# appliance (HTTP only) on a copy of the example repository, allocate this
+# host as a node, and do what a netbooting node does over HTTP (bootconfig,
+# install, progress messages, second boot).
 set -eu
 work=$(mktemp -d /tmp/heckle-demo.XXXXXX)
-port=${DEMO_PORT:-8080}
-cp -r repository "$work/repository"
-rm -f "$work/repository/data.json" "$work/repository/flunky.log"
+# A free port of our own unless told otherwise: never talk to an appliance
+# that is already running here.
+port=${DEMO_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+mkdir "$work/repository"
+(cd repository && tar -cf - --exclude=./data.json --exclude='./data.json.*' \
+     --exclude=./flunky.log --exclude=./.flunkymaster.lock --exclude=./static/demo .) |
+    tar -xf - -C "$work/repository"
 server="http://127.0.0.1:$port"
+if curl -s -o /dev/null "$server/"; then
+    echo "demo: something already answers on port $port; set DEMO_PORT to a free port" >&2
+    exit 1
+fi
 
-flunkymaster --repository "$work/repository" --address 127.0.0.1 --http-port "$port" --quiet &
+flunkymaster --repository "$work/repository" --address 127.0.0.1 --listen 127.0.0.1 \
+    --http-port "$port" --tftp-port 0 --dhcp-port 0 --pxe-port 0 --quiet &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "$server/dump" && break; sleep 0.1; done
+until curl -s -o /dev/null "$server/dump"; do
+    kill -0 $pid 2>/dev/null || { echo "demo: flunkymaster did not start" >&2; exit 1; }
+    sleep 0.1
+done
 started=$(date +%s)
 
 step() { printf '\n== %s\n' "$*"; }

@@ -86,6 +86,11 @@ def node_mac(net="/sys/class/net"):
 
 class Agent:
     def __init__(self, server, mac, retry_max):
+        # host:port will do, as for fctl and flunky.sh; anything but http(s) is
+        # a mistake no retry can mend.
+        server = server if "://" in server else "http://" + server
+        if urllib.parse.urlsplit(server).scheme not in ("http", "https"):
+            raise Failed(f"{server}: not an http:// or https:// URL")
         self.server = server.rstrip("/")
         self.mac = mac
         self.retry_max = retry_max

@@ -114,6 +114,9 @@ def split_command(argv, original):
         index += 2 if argv[index] in takes_value else 1
     if index < len(argv) and argv[index] in COMMANDS:
         return argv[index], argv[:index] + argv[index + 1:]
+    if index < len(argv) and not {"-i", "--image"} & set(argv):
+        original.error(f"unknown command {argv[index]!r}: use one of {', '.join(COMMANDS)}, "
+                       f"or the original form fctl -i IMAGE HOST...")
     return None, argv
 
 

@@ -8,7 +8,7 @@ from ..core.eventlog import reopen_event_log
 from ..core.repository import RepositoryError, init_skeleton
 from ..dhcp.policy import EFI_BINARIES
 from ..http.auth import CredentialsError
-from ..service import ApplianceService, Config
+from ..service import ApplianceService, Config, StartError
 from ..tftp.options import MAX_BLKSIZE, MIN_BLKSIZE, SAFE_BLKSIZE
 
 
@@ -19,9 +19,9 @@ def blksize(text):
     return value
 
 
-def parser():
+def parser(prog="flunkymaster"):
     p = argparse.ArgumentParser(
-        prog="flunkymaster",
+        prog=prog,
         description="Network-boot appliance: serves bootconfig/install templates, static "
                     "and dynamic files to nodes, and the allocation API to fctl.")
     p.add_argument("--repository", default="repository", metavar="DIR",
@@ -89,8 +89,8 @@ def main(argv=None, reactor=None):
     except (RepositoryError, CredentialsError) as exc:
         print(f"flunkymaster: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:  # e.g. CannotListenError: say it in one line
-        print(f"flunkymaster: cannot start: {exc}", file=sys.stderr)
+    except StartError as exc:
+        print(f"flunkymaster: {exc}", file=sys.stderr)
         return 1
     svc.startService()
     reactor.addSystemEventTrigger("before", "shutdown", svc.stopService)

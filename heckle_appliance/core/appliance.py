@@ -12,6 +12,7 @@ import time
 
 from .checkpoint import Checkpointer, load
 from .metrics import Metrics
+from .pxelinux import to_ipxe
 from .repository import Forbidden, NotFound, Repository
 from .state import ERROR, INFO, NodeTable
 from .templates import TemplateCache, TemplateError
@@ -70,6 +71,7 @@ class Appliance:
         self.checkpoint = Checkpointer(self.repository.data_path, self.nodes.to_json,
                                        call_later, checkpoint_delay)
         self.metrics = Metrics()
+        self._status_problems = {}  # node key -> the status error last logged
 
     # -- life cycle -----------------------------------------------------------
 
@@ -107,12 +109,18 @@ class Appliance:
     # -- node side ------------------------------------------------------------
 
     def bootconfig(self, ip, mac=None):
-        """The node's rendered bootconfig, or EXIT_SCRIPT if it is not allocated."""
+        """The node's rendered bootconfig, or EXIT_SCRIPT if it is not allocated.
+
+        A bootconfig in PXELINUX syntax (the original's images) is served as
+        the equivalent iPXE script: our nodes run iPXE, and sites should not
+        have to rewrite their images.
+        """
         node = self.nodes.find(ip, mac)
         if node is None:
             log.warning("%s is not allocated: sent it the exit bootconfig", describe(ip, mac))
             return EXIT_SCRIPT
-        text = self._render_image_file(node, ip, "bootconfig")
+        text = to_ipxe(self._render_image_file(node, ip, "bootconfig"),
+                       base=f"{self.server_url}/static/")
         self.nodes.add_message(node, INFO, f"fetched bootconfig (boot {node.counts['bootconfig']})")
         return text
 
@@ -180,8 +188,9 @@ class Appliance:
     def render_for(self, node, path, key, count, ip=None, record=True):
         """Render one template with the node's variables; errors become RenderFailed.
 
-        A failed render is logged and, when ``record`` (a node's own fetch,
-        not an operator's status poll), posted as an Error on the node.
+        When ``record`` (a node's own fetch, not an operator's status poll,
+        which state_of reports), a failure is counted, logged and posted as
+        an Error on the node.
         """
         shown = self.repository.relative(path)
         try:
@@ -190,11 +199,10 @@ class Appliance:
         except FileNotFoundError:
             raise NotFound(shown) from None
         except TemplateError as exc:
-            self.metrics.inc("heckle_render_errors_total")
-            who = describe(ip or node.ip, node.mac)
             if record:
+                self.metrics.inc("heckle_render_errors_total")
                 self.nodes.add_message(node, ERROR, f"render error: {exc}")
-            log.error("%s : render error: %s", who, exc)
+                log.error("%s : render error: %s", describe(ip or node.ip, node.mac), exc)
             raise RenderFailed(str(exc)) from None
 
     def variables(self, node, path, count, ip=None):
@@ -258,7 +266,14 @@ class Appliance:
             status = self.render_for(node, path, "status", node.counts.get("status", 0),
                                      record=False).strip()
         except (NotFound, RenderFailed) as exc:
-            return f"status unavailable: {exc}", FAILED
+            # Polled every few seconds: say it once per node and problem.
+            problem = f"status unavailable: {exc}"
+            if self._status_problems.get(node.key) != problem:
+                self._status_problems[node.key] = problem
+                self.metrics.inc("heckle_render_errors_total")
+                log.error("%s : %s", describe(node.ip, node.mac), problem)
+            return problem, FAILED
+        self._status_problems.pop(node.key, None)
         if status == READY:
             return status, READY
         if node.errors:

@@ -12,14 +12,17 @@ FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
 
 def open_event_log(path, echo=True, level=logging.INFO):
-    """Send the ``heckle`` logger to ``path`` (and stderr when ``echo``)."""
+    """Send the ``heckle`` logger to ``path`` and to ``echo``: True for
+    stderr, a logging.Handler of the caller's, or False for nowhere else."""
     logger = logging.getLogger("heckle")
     close_event_log()
     logger.setLevel(level)
     logger.propagate = False
     handlers = [logging.handlers.WatchedFileHandler(path, encoding="utf-8")]
-    if echo:
+    if echo is True:
         handlers.append(logging.StreamHandler(sys.stderr))
+    elif echo:
+        handlers.append(echo)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(FORMAT))
         logger.addHandler(handler)

@@ -5,6 +5,7 @@ pushed into ``images/`` or edited templates take effect on the next request
 without a restart.
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -77,12 +78,12 @@ class Repository:
         """Fail fast, naming every missing folder and any staticVars.json error."""
         if not os.path.isdir(self.root):
             raise RepositoryError(f"repository {self.root} does not exist "
-                                  f"(create one with: flunkymaster --init {self.root})")
+                                  f"(create one with: flunkymaster --init --repository {self.root})")
         missing = [d for d in REQUIRED_DIRS if not os.path.isdir(os.path.join(self.root, d))]
         if missing:
             raise RepositoryError(
                 f"repository {self.root} lacks {', '.join(d + '/' for d in missing)} "
-                f"(flunkymaster --init {self.root} creates the skeleton)")
+                f"(flunkymaster --init --repository {self.root} creates the skeleton)")
         self.static_vars()
 
     # -- staticVars.json --------------------------------------------------------
@@ -98,6 +99,12 @@ class Repository:
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             stamp = None
+            if self._vars_stamp is not None:
+                # Most likely an editor's save in progress: as with a broken file.
+                log.error("%s was removed; keeping the previous variables (an empty {} "
+                          "file clears them)", self.vars_path)
+                self._vars_stamp = None
+                return dict(self._vars)
         if stamp != self._vars_stamp or self._vars is None:
             try:
                 self._vars = read_static_vars(self.vars_path)
@@ -168,6 +175,27 @@ class Repository:
         if not os.path.isfile(real):
             raise NotFound(f"{folder}/{'/'.join(parts)}")
         return real
+
+    def lock(self):
+        """Take the repository for this process; an open file that holds the lock.
+
+        Two appliances on one repository would overwrite each other's
+        data.json, so the second one refuses to start.
+        """
+        path = os.path.join(self.root, ".flunkymaster.lock")
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RepositoryError(f"repository {self.root} is in use by another flunkymaster "
+                                  f"(pid {holder})") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
 
     def relative(self, path):
         """``path`` relative to the repository, for messages."""

@@ -40,9 +40,18 @@ class Node:
 
     @classmethod
     def from_json(cls, key, record):
-        """Rebuild a record; raises ValueError/KeyError/TypeError if malformed."""
+        """Rebuild a record; raises ValueError (naming record and field) if malformed."""
         if not isinstance(record, dict):
             raise ValueError(f"record {key!r} is not an object")
+        try:
+            return cls._from_record(key, record)
+        except KeyError as exc:
+            raise ValueError(f"record {key!r} lacks field {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"record {key!r}: {exc}") from None
+
+    @classmethod
+    def _from_record(cls, key, record):
         node = cls(
             key=key, image=str(record["Image"]),
             allocated=float(record["Allocated"]),
@@ -55,7 +64,9 @@ class Node:
             arch=record.get("Arch"),
         )
         if node.extra is not None and not isinstance(node.extra, dict):
-            raise ValueError(f"record {key!r}: Extra is not an object")
+            raise ValueError("Extra is not an object")
+        if not isinstance(record["Image"], str):
+            raise ValueError("Image is not a string")
         return node
 
 

@@ -73,17 +73,14 @@ class ProxyDHCP(DatagramProtocol):
             log.warning("%s : cannot send the proxyDHCP reply to %s:%d: %s", mac, *address, exc)
 
 
-def start_proxy_dhcp(reactor, appliance, server_ip, config):
-    """Bind the enabled listeners (port 0 disables one), yielding each bound
-    port at once so that the caller can close it if a later one fails."""
-    listeners = [(config.dhcp_port, DISCOVER, OFFER), (config.pxe_port, REQUEST, ACK)]
-    for port, answers, reply_type in listeners:
-        if not port:
-            continue
-        protocol = ProxyDHCP(appliance, server_ip, answers, reply_type, config.efi_binary,
-                             config.dhcp_known_only)
-        yield listen(reactor, port, protocol, config.interface)
-        log.info("proxyDHCP on %s port %d", config.interface or "all interfaces", port)
+def listen_proxy_dhcp(reactor, appliance, server_ip, config, pxe=False):
+    """Bind the port-67 listener (DISCOVER -> OFFER), or with ``pxe`` the
+    PXE boot-server one (REQUEST -> ACK, port 4011)."""
+    answers, reply_type, port = ((REQUEST, ACK, config.pxe_port) if pxe
+                                 else (DISCOVER, OFFER, config.dhcp_port))
+    protocol = ProxyDHCP(appliance, server_ip, answers, reply_type, config.efi_binary,
+                         config.dhcp_known_only)
+    return listen(reactor, port, protocol, config.interface)
 
 
 def listen(reactor, port, protocol, interface=None):

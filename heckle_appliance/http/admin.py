@@ -4,34 +4,28 @@
 import logging
 
 from twisted.internet import threads
-from twisted.web import resource, server
+from twisted.web import server
 
 from ..core.appliance import InvalidImage, UnknownImage
 from ..core.identity import BadNodeName, resolve
-from .request import Folder, HTTPError, client_ip, field, json_reply, read_json, refuse
+from .request import Folder, HTTPError, PlainResource, client_ip, field, json_reply, read_json, refuse
 
 log = logging.getLogger("heckle")
 
 
-class AdminResource(resource.Resource):
-    isLeaf = True
-
+class AdminResource(PlainResource):
     def __init__(self, appliance, auth):
         super().__init__()
         self.appliance = appliance
         self.auth = auth
 
-    def render(self, request):
-        try:
-            header = request.getHeader(b"authorization")
-            if not self.auth.allows(client_ip(request), header.decode("latin-1") if header else None):
-                request.setHeader(b"www-authenticate", b'Basic realm="heckle"')
-                raise HTTPError(401, "admin credentials required")
-            if request.postpath not in ([], [b""]):
-                raise HTTPError(404, "Not Found")
-            return super().render(request)
-        except HTTPError as error:
-            return refuse(request, error)
+    def check(self, request):
+        header = request.getHeader(b"authorization")
+        refusal = self.auth.refusal(client_ip(request), header.decode("latin-1") if header else None)
+        if refusal:
+            request.setHeader(b"www-authenticate", b'Basic realm="heckle"')
+            raise HTTPError(401, refusal)
+        super().check(request)
 
     def later(self, request, work):
         """Finish ``request`` with the Deferred ``work`` (JSON value or HTTPError)."""
@@ -112,7 +106,7 @@ class Status(AdminResource):
     """POST /status: state and new messages per node (all nodes if none named)."""
 
     def render_POST(self, request):
-        body = read_json(request)
+        body = read_json(request, empty_is_object=True)
         addresses = _names(body, required=False)
         since = field(body, "Time", (int, float), required=False, default=0)
         if not addresses:

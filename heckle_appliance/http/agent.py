@@ -4,12 +4,10 @@ Node side, so no authentication: it holds no secret."""
 
 from importlib import resources
 
-from twisted.web import resource
-
-from .request import plain
+from .request import PlainResource, plain
 
 
-class AgentScript(resource.Resource):
+class AgentScript(PlainResource):
     def __init__(self):
         super().__init__()
         # Read once: the packaged file only changes with the package.

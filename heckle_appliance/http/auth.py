@@ -49,12 +49,21 @@ class AdminAuth:
     def __init__(self, credentials=None):
         self.credentials = credentials or {}
 
-    def allows(self, host, authorization):
-        """True if a request from ``host`` with this Authorization header may act."""
+    def refusal(self, host, authorization):
+        """None if a request from ``host`` with this Authorization header may
+        act, else the reason it may not (said to the client)."""
         if is_loopback(host):
-            return True
-        if not self.credentials or not authorization:
-            return False
+            return None
+        if not self.credentials:
+            return ("the admin side answers loopback only: this appliance has no "
+                    "--credentials file")
+        if not authorization:
+            return "admin credentials required (HTTP basic or bearer token)"
+        if self._valid(authorization):
+            return None
+        return "invalid admin credentials"
+
+    def _valid(self, authorization):
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":

@@ -2,12 +2,12 @@
 original; a node only ever reads or writes its own record, chosen by its
 source address or its ``mac`` query parameter."""
 
-from twisted.web import resource, static
+from twisted.web import static
 
 from ..core.appliance import NotAllocated, RenderFailed
 from ..core.repository import Forbidden, NotFound
 from ..core.state import ERROR, INFO
-from .request import HTTPError, client_ip, client_mac, field, plain, read_json, refuse
+from .request import HTTPError, PlainResource, client_ip, client_mac, field, plain, read_json
 
 SCRIPT = b"text/plain; charset=utf-8"
 
@@ -26,24 +26,11 @@ def _core_errors(call):
         raise HTTPError(500, f"render error: {exc}") from None
 
 
-class NodeResource(resource.Resource):
-    isLeaf = True
-
+class NodeResource(PlainResource):
     def __init__(self, appliance):
         super().__init__()
         self.appliance = appliance
 
-    def render(self, request):
-        try:
-            return super().render(request)
-        except HTTPError as error:
-            return refuse(request, error)
-
-    def relpath(self, request):
-        try:
-            return "/".join(seg.decode("utf-8") for seg in request.postpath)
-        except UnicodeDecodeError:
-            raise HTTPError(404, "Not Found: path is not UTF-8") from None
 
 
 class ImageFile(NodeResource):
@@ -54,21 +41,32 @@ class ImageFile(NodeResource):
         self.which = which
 
     def render_GET(self, request):
-        if request.postpath not in ([], [b""]):
-            raise HTTPError(404, "Not Found")
         ip, mac = client_ip(request), client_mac(request)
         text = _core_errors(lambda: getattr(self.appliance, self.which)(ip, mac))
         return plain(request, 200, text, SCRIPT)
 
 
-class Dynamic(NodeResource):
+class FolderFile(NodeResource):
+    """A file of static/ or dynamic/, named by the rest of the path."""
+
+    def check(self, request):
+        """Subpaths are the point here; the core confines them."""
+
+    def relpath(self, request):
+        try:
+            return "/".join(seg.decode("utf-8") for seg in request.postpath)
+        except UnicodeDecodeError:
+            raise HTTPError(404, "Not Found: path is not UTF-8") from None
+
+
+class Dynamic(FolderFile):
     def render_GET(self, request):
         ip, mac, relpath = client_ip(request), client_mac(request), self.relpath(request)
         text = _core_errors(lambda: self.appliance.dynamic(ip, mac, relpath))
         return plain(request, 200, text, SCRIPT)
 
 
-class Static(NodeResource):
+class Static(FolderFile):
     """Files served as they are, streamed, with Range support."""
 
     def render_GET(self, request):
@@ -78,8 +76,6 @@ class Static(NodeResource):
         # Kernels and initrds named *.gz are payload, not a transfer encoding.
         served.contentEncodings = {}
         return served.render(request)
-
-    render_HEAD = render_GET
 
 
 class Message(NodeResource):

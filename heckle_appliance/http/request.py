@@ -77,11 +77,13 @@ def json_reply(request, value, code=200):
                  b"application/json")
 
 
-def read_json(request):
+def read_json(request, empty_is_object=False):
     """The request body as a JSON object, or HTTPError 400/413 saying why not."""
     if request.body_too_large:
         raise HTTPError(413, f"request body exceeds {MAX_BODY} bytes")
     raw = request.content.read() if request.content is not None else b""
+    if empty_is_object and not raw.strip():
+        return {}
     try:
         body = json.loads(raw)
     except UnicodeDecodeError:
@@ -107,11 +109,41 @@ def field(body, name, kinds, required=True, default=None):
     return value
 
 
-class NotFound(resource.Resource):
+class PlainResource(resource.Resource):
+    """A leaf whose every refusal is one line of plain text, 405 included
+    (twisted.web would answer an unknown method with an HTML page, and HEAD
+    on a POST-only resource with a 500)."""
+
     isLeaf = True
 
+    def check(self, request):
+        """Raise HTTPError to refuse the request before any method runs.
+
+        By default a leaf has no children: ``/bootconfig/x`` is not found.
+        """
+        if request.postpath not in ([], [b""]):
+            raise HTTPError(404, "Not Found")
+
     def render(self, request):
-        return refuse(request, HTTPError(404, "Not Found"))
+        try:
+            self.check(request)
+            method = request.method.decode("ascii", "replace")
+            handler = getattr(self, f"render_{method}", None)
+            if method == "HEAD":
+                handler = getattr(self, "render_GET", None)
+            if handler is None:
+                allowed = sorted(name[len("render_"):] for name in dir(self)
+                                 if name.startswith("render_") and name != "render_HEAD")
+                request.setHeader(b"allow", ", ".join(allowed).encode())
+                raise HTTPError(405, f"{method} is not allowed here; use {' or '.join(allowed)}")
+            return handler(request)
+        except HTTPError as error:
+            return refuse(request, error)
+
+
+class NotFound(PlainResource):
+    def check(self, request):
+        raise HTTPError(404, "Not Found")
 
 
 class Folder(resource.Resource):

@@ -4,10 +4,15 @@ This folder must have no __init__.py: Twisted's own twisted/plugins package
 picks dropins up from every twisted/plugins folder on sys.path.
 """
 
+import logging
+
 from twisted.application.service import IServiceMaker
+from twisted.logger import Logger, LogLevel
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
+
+PROG = "twistd heckle"
 
 
 class Options(usage.Options):
@@ -16,17 +21,47 @@ class Options(usage.Options):
     def parseOptions(self, options=None):
         from heckle_appliance.cli.flunkymaster import parser
 
-        try:
-            self.args = parser().parse_args(options)
-        except SystemExit as exit_:
-            if exit_.code:
-                raise usage.UsageError("invalid options (see twistd heckle --help)")
-            raise
+        self.args = parser(PROG).parse_args(options)
 
     def __str__(self):
         from heckle_appliance.cli.flunkymaster import parser
 
-        return parser().format_help()
+        return parser(PROG).format_help()
+
+
+class TwistdLog(logging.Handler):
+    """Appliance events into twistd's log at their own level (via stderr
+    every line would be tagged as an error)."""
+
+    LEVELS = {logging.DEBUG: LogLevel.debug, logging.INFO: LogLevel.info,
+              logging.WARNING: LogLevel.warn, logging.ERROR: LogLevel.error,
+              logging.CRITICAL: LogLevel.critical}
+
+    def __init__(self):
+        super().__init__()
+        self.log = Logger(namespace="heckle")
+
+    def emit(self, record):
+        self.log.emit(self.LEVELS.get(record.levelno, LogLevel.info), "{event}",
+                      event=record.getMessage())
+
+
+def one_line_errors(service):
+    """Make start-up failures a single line, as flunkymaster gives them."""
+    from heckle_appliance.core.repository import RepositoryError
+    from heckle_appliance.http.auth import CredentialsError
+    from heckle_appliance.service import StartError
+
+    start = service.privilegedStartService
+
+    def privileged_start():
+        try:
+            start()
+        except (RepositoryError, CredentialsError, StartError) as exc:
+            raise SystemExit(f"{PROG}: {exc}") from None
+
+    service.privilegedStartService = privileged_start
+    return service
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -37,16 +72,15 @@ class HeckleServiceMaker:
 
     def makeService(self, options):
         from heckle_appliance.cli.flunkymaster import config_from_args
-        from heckle_appliance.core.repository import Repository, RepositoryError
         from heckle_appliance.service import ApplianceService
 
         if options.args.init:
-            raise SystemExit("twistd heckle: use flunkymaster --init to create a repository")
-        try:  # one clear line rather than twistd's traceback
-            Repository(options.args.repository).check()
-        except RepositoryError as exc:
-            raise SystemExit(f"twistd heckle: {exc}") from None
-        return ApplianceService(config_from_args(options.args))
+            raise SystemExit(f"{PROG}: --init is flunkymaster's: flunkymaster --init "
+                             f"--repository {options.args.repository}")
+        config = config_from_args(options.args)
+        if config.echo_log:
+            config.echo_log = TwistdLog()
+        return one_line_errors(ApplianceService(config))
 
 
 heckle = HeckleServiceMaker()
