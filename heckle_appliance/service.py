@@ -6,6 +6,7 @@ root before it drops privileges.
 """
 
 import errno
+import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from twisted.internet.error import CannotListenError
 
 from .core.appliance import Appliance
 from .core.eventlog import close_event_log, open_event_log
-from .core.repository import Repository
-from .dhcp.server import listen_proxy_dhcp
-from .http.auth import read_credentials
+from .core.checkpoint import CheckpointError
+from .core.repository import Repository, RepositoryError
+from .dhcp.server import interface_address, listen_proxy_dhcp, no_such_interface
+from .http.auth import CredentialsError, read_credentials
 from .http.site import make_site
 from .tftp.options import SAFE_BLKSIZE
 from .tftp.server import listen_tftp
@@ -43,6 +45,7 @@ class Config:
     interface: str | None = None  # bind the DHCP sockets to this interface only
     dhcp_known_only: bool = False  # answer only MACs allocated here
     efi_binary: str = "ipxe.efi"  # or snponly.efi, for UEFI clients
+    log_level: str = "info"  # flunky.log's threshold: debug, info or warning
 
 
 def primary_address():
@@ -57,13 +60,40 @@ def primary_address():
         probe.close()
 
 
+def advertised_address(config):
+    """What nodes are told to reach us on: --address, else the IPv4 address
+    of --interface, else that of the default-route interface. Loopback is
+    refused while proxyDHCP is on: nodes would be sent to boot from themselves."""
+    address = config.address
+    if address is None and config.interface:
+        try:
+            address = interface_address(config.interface)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise StartError(no_such_interface(config.interface)) from None
+            raise StartError(f"cannot find the IPv4 address of interface {config.interface}: "
+                             f"{exc.strerror} (--address IP gives the address nodes reach "
+                             f"us on)") from None
+    elif address is None:
+        address = primary_address()
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback and (config.dhcp_port or config.pxe_port):
+        raise StartError(f"proxyDHCP would tell nodes to boot from {address}, a loopback "
+                         f"address: --address IP gives the address nodes reach us on "
+                         f"(or --interface IF, its address)")
+    return address
+
+
 def base_url(address, port):
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{port}"
 
 
 class StartError(Exception):
-    """A port could not be bound; the message names the service and the way out."""
+    """The appliance cannot start; the message names the cause and the way out."""
 
 
 class ApplianceService(service.Service):
@@ -72,20 +102,30 @@ class ApplianceService(service.Service):
             from twisted.internet import reactor
         self.config = config
         self.reactor = reactor
-        self.address = config.address or primary_address()
+        self.address = config.address  # the default is found on start: advertised_address
         self.appliance = None
         self.ports = []
         self.bound = []
         self._lock = None
 
     def privilegedStartService(self):
-        """Bind every port, then load the state; raises RepositoryError,
-        CredentialsError or StartError with a message naming the cause.
+        """Bind every port, then load the state; raises StartError, whose
+        message names the file, port or option at fault.
 
         Ports come first so that a start that cannot bind touches neither
         data.json nor the log's "started" line.
         """
+        try:
+            self._start()
+        except (RepositoryError, CredentialsError, CheckpointError, StartError) as exc:
+            self.appliance = None  # nothing was loaded: write nothing back
+            self._close()
+            raise StartError(str(exc)) from None
+        super().privilegedStartService()
+
+    def _start(self):
         config = self.config
+        self.address = advertised_address(config)
         repository = Repository(config.repository)
         repository.check()
         credentials = read_credentials(config.credentials) if config.credentials else None
@@ -94,13 +134,9 @@ class ApplianceService(service.Service):
                                    self.reactor.callLater,
                                    inactivity_limit=config.inactivity_timeout,
                                    ipxe_dir=config.ipxe_dir)
-        try:
-            self._bind_all(credentials)
-        except Exception:
-            self.appliance = None
-            self._close()
-            raise
-        open_event_log(repository.log_path, echo=config.echo_log)
+        self._bind_all(credentials)
+        open_event_log(repository.log_path, echo=config.echo_log,
+                       level=getattr(logging, config.log_level.upper()))
         self.appliance.start()
         where = config.listen or "all addresses"
         for service_name, port in self.bound:
@@ -110,7 +146,6 @@ class ApplianceService(service.Service):
         if (config.dhcp_port or config.pxe_port) and not config.http_port:
             log.warning("proxyDHCP is on but HTTP is off: iPXE will be sent a "
                         "bootconfig URL nothing serves")
-        super().privilegedStartService()
 
     def _bind_all(self, credentials):
         config, reactor = self.config, self.reactor
@@ -139,6 +174,9 @@ class ApplianceService(service.Service):
                 hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
             elif getattr(error, "errno", None) == errno.EADDRINUSE:
                 hint = "another program holds it"
+            elif getattr(error, "errno", None) == errno.ENODEV and self.config.interface:
+                raise StartError(f"cannot listen for {service_name} on port {number}: "
+                                 f"{no_such_interface(self.config.interface)}") from None
             else:
                 hint = None
             hint = f"{hint}; " if hint else ""

@@ -24,12 +24,20 @@ def test_init_creates_a_skeleton_that_starts(tmp_path):
         assert server.stop() == 0
 
 
+def test_init_takes_the_folder_as_its_value(tmp_path):
+    target = tmp_path / "given"
+    result = run("--init", str(target))
+    assert result.returncode == 0, result.stderr
+    assert (target / "images").is_dir() and (target / "staticVars.json").is_file()
+    assert not (tmp_path / "repository").exists()
+
+
 def test_missing_folders_are_named(tmp_path):
     (tmp_path / "static").mkdir()
     result = run("--repository", str(tmp_path), "--http-port", str(free_port()))
     assert result.returncode == 1
     assert f"repository {tmp_path} lacks dynamic/, images/" in result.stderr
-    assert f"flunkymaster --init --repository {tmp_path}" in result.stderr
+    assert f"flunkymaster --init {tmp_path}" in result.stderr
     assert not (tmp_path / "data.json").exists()
 
 
@@ -46,9 +54,11 @@ def test_invalid_static_vars_names_file_line_and_column(repo):
 
 
 def test_static_vars_must_be_an_object(repo):
-    (repo / "staticVars.json").write_text('["a"]\n')
+    (repo / "staticVars.json").write_text('\n\n   ["a"]\n')
     result = run("--repository", str(repo), "--http-port", str(free_port()))
-    assert result.returncode == 1 and "top level must be an object, not list" in result.stderr
+    assert result.returncode == 1
+    assert (f"{repo / 'staticVars.json'}: line 3, column 4: top level must be an object, "
+            f"not list") in result.stderr
 
 
 def test_port_in_use_is_one_clear_line(repo):

@@ -56,6 +56,14 @@ def test_unresolvable_host_is_400(appliance):
     ({"Addresses": ["127.0.0.1"], "Image": "ipxe-demo", "Extra": [1]}, 400, "'Extra' must be dict"),
     ({"Addresses": ["127.0.0.1"], "Image": "ipxe-demo", "Time": "x"}, 400, "'Time' must be"),
     ({"Addresses": ["127.0.0.1"], "Image": "nope"}, 404, "unknown image 'nope'"),
+    # Not JSON to strict readers (jq, Go's fctl), so never let into data.json.
+    ('{"Addresses": ["127.0.0.1"], "Image": "ipxe-demo", "Extra": {"a": NaN}}', 400,
+     "NaN is not a JSON number"),
+    ('{"Addresses": ["127.0.0.1"], "Image": "ipxe-demo", "Time": Infinity}', 400,
+     "Infinity is not a JSON number"),
+    ('{"Addresses": ["127.0.0.1"], "Image": "ipxe-demo", "Time": 1e400}', 400,
+     "number 1e400 is out of range"),
+    ("[" * 100000 + "]" * 100000, 400, "nested too deeply"),
 ])
 def test_ctl_validation(appliance, body, code, words):
     reply = appliance.post("/ctl", body)
@@ -173,6 +181,18 @@ def test_head_works_where_get_does(appliance):
     reply = appliance.request("HEAD", "/static/hello.txt")
     assert reply.status == 200 and reply.body == b""
     assert int(reply.headers["Content-Length"]) > 0
+
+
+def test_head_never_counts_as_a_nodes_fetch(appliance):
+    """A probe (curl -I) must not use up the boot-once install."""
+    appliance.allocate("127.0.0.1")
+    for path in ("/bootconfig", "/install", "/dynamic/node.env"):
+        reply = appliance.request("HEAD", path)
+        assert reply.status == 405 and reply.headers["Allow"] == "GET", path
+    assert appliance.request("HEAD", "/static/hello.txt").status == 200
+    record = appliance.get("/dump").json()["127.0.0.1"]
+    assert record["Counts"] == {"bootconfig": 0} and record["Info"] == []
+    assert "kernel " in appliance.get("/bootconfig").text
 
 
 def test_empty_status_body_means_every_node(appliance):

@@ -165,6 +165,37 @@ def test_ip_allocated_node_learns_its_mac(appliance):
     assert reply["52:54:00:aa:bb:02"]["IP"] == "127.0.0.1"
 
 
+def test_every_node_message_and_hostile_text_is_one_line_of_flunky_log(appliance):
+    appliance.allocate("127.0.0.1")
+    appliance.get("/bootconfig")
+    forged = "done\n2026-01-01 00:00:00,000 - INFO - allocated 10.9.9.9 to image pwned\x00"
+    appliance.post("/info", {"Message": forged})
+    log = appliance.log()
+    assert "127.0.0.1 : fetched bootconfig (boot 1)" in log
+    assert "127.0.0.1 : done\\n2026-01-01 00:00:00,000 - INFO - allocated 10.9.9.9" in log
+    assert "\x00" not in log and not any(
+        line.startswith("2026-01-01") for line in log.splitlines())
+    # The record keeps the text as the node sent it.
+    assert appliance.get("/dump").json()["127.0.0.1"]["Info"][-1]["Message"] == forged
+
+
+def test_a_claimed_mac_cannot_reach_an_ip_allocated_nodes_record(appliance):
+    appliance.allocate("127.0.0.6", "127.0.0.8")
+    appliance.get("/bootconfig?mac=52:54:00:77:00:06", source="127.0.0.6")
+    # Another machine, unallocated, then an allocated one, claim that MAC.
+    reply = appliance.post("/error?mac=52:54:00:77:00:06", {"Message": "hijack"},
+                           source="127.0.0.7")
+    assert reply.status == 404
+    appliance.post("/info?mac=52:54:00:77:00:06", {"Message": "mine"}, source="127.0.0.8")
+    dump = appliance.get("/dump").json()
+    victim = dump["127.0.0.6"]
+    assert victim["IP"] == "127.0.0.6" and victim["MAC"] == "52:54:00:77:00:06"
+    assert victim["Errors"] == 0 and [m["Message"] for m in victim["Info"]] == [
+        "fetched bootconfig (boot 1)"]
+    assert dump["127.0.0.8"]["MAC"] is None
+    assert [m["Message"] for m in dump["127.0.0.8"]["Info"]] == ["mine"]
+
+
 def test_invalid_mac_parameter_is_400(appliance):
     reply = appliance.get("/bootconfig?mac=zz")
     assert reply.status == 400 and "invalid mac 'zz'" in reply.text

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -22,6 +23,15 @@ def wait_for(predicate, timeout=10):
 
 def test_data_json_created_on_first_start(appliance):
     assert appliance.data() == {}
+
+
+def test_data_json_keeps_the_umasks_mode_then_the_operators(appliance, repo):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (repo / "data.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(repo / "data.json", 0o640)
+    appliance.allocate("127.0.0.1")
+    assert (repo / "data.json").stat().st_mode & 0o777 == 0o640
 
 
 def test_restart_reloads_everything(appliance):
@@ -62,6 +72,15 @@ def test_corrupt_data_json_is_moved_aside_not_overwritten(repo):
     ({"Image": "a"}, "record '127.0.0.1' lacks field 'Allocated'"),
     ({"Image": 5, "Allocated": 1}, "record '127.0.0.1': Image is not a string"),
     ({"Image": "a", "Allocated": "soon"}, "record '127.0.0.1': could not convert string"),
+    # Messages are read by /status and fctl: a bad one would break them later.
+    ({"Image": "a", "Allocated": 1, "Info": [{"Time": "abc"}]},
+     "record '127.0.0.1': message 1 has no numeric Time"),
+    ({"Image": "a", "Allocated": 1, "Info": [{"Time": 1, "MsgType": "Info"}]},
+     "record '127.0.0.1': message 1 has no Message text"),
+    ({"Image": "a", "Allocated": 1, "Info": [{"Time": 1, "Message": "m", "MsgType": "Debug"}]},
+     "record '127.0.0.1': message 1 has MsgType 'Debug', not Info or Error"),
+    ({"Image": "a", "Allocated": 1, "Info": "none"}, "record '127.0.0.1': Info is not a list"),
+    ({"Image": "a", "Allocated": 1, "Extra": {"x": float("nan")}}, "NaN is not a JSON number"),
 ])
 def test_malformed_record_is_also_moved_aside_and_named(repo, record, problem):
     (repo / "data.json").write_text(json.dumps({"127.0.0.1": record}))
@@ -71,6 +90,46 @@ def test_malformed_record_is_also_moved_aside_and_named(repo, record, problem):
         assert problem in server.log()
     finally:
         server.stop()
+
+
+def test_unreadable_data_json_stops_the_start_and_says_why(repo):
+    """Not corrupt but unreadable (here a folder): starting empty would hide
+    the mistake, and nothing may be written over it."""
+    (repo / "data.json").mkdir()
+    server = Appliance(repo, free_port())
+    server.start(expect_ready=False)
+    assert server.proc.wait(timeout=20) == 1
+    stderr = server.stderr_path.read_text()
+    assert stderr.strip().splitlines() == [
+        f"flunkymaster: cannot read {repo / 'data.json'}: Is a directory"]
+    assert (repo / "data.json").is_dir()
+    assert not [p for p in os.listdir(repo) if p.startswith("data.json.")]
+
+
+def test_a_second_corrupt_file_in_the_same_second_keeps_the_first(repo):
+    for text in ("first {", "second {"):
+        (repo / "data.json").write_text(text)
+        server = Appliance(repo, free_port()).start()
+        server.stop()
+    aside = sorted(p for p in os.listdir(repo) if p.startswith("data.json.corrupt-"))
+    assert sorted((repo / p).read_text() for p in aside) == ["first {", "second {"]
+
+
+def test_an_allocation_that_cannot_be_saved_is_refused_and_undone(appliance, repo):
+    appliance.allocate("127.0.0.1")
+    # data.json replaced by a non-empty folder: the rename of the next write fails.
+    (repo / "data.json").unlink()
+    (repo / "data.json").mkdir()
+    (repo / "data.json" / "keep").write_text("")
+    reply = appliance.post("/ctl", {"Addresses": ["127.0.0.2"], "Image": "ipxe-demo"})
+    assert reply.status == 503
+    assert reply.text == (f"cannot write {repo / 'data.json'}: Is a directory; "
+                          f"nothing was changed\n")
+    assert list(appliance.get("/dump").json()) == ["127.0.0.1"]
+    shutil.rmtree(repo / "data.json")
+    # The write is retried on its own; nothing acknowledged was lost.
+    assert wait_for(lambda: (repo / "data.json").is_file() and list(appliance.data()) == [
+        "127.0.0.1"])
 
 
 def test_kill_9_while_allocating_never_tears_data_json(repo):

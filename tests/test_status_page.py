@@ -52,3 +52,14 @@ def test_metrics_parse_as_prometheus_text(appliance, repo):
     assert samples[("heckle_bytes_sent_total", (("protocol", "http"),))] > 0
     for name in ("heckle_tftp_transfers", "heckle_dhcp_replies", "heckle_checkpoint_seconds"):
         assert name in families
+
+
+def test_node_gauge_drops_states_no_node_is_in(appliance):
+    def nodes_by_state():
+        return {s.labels["state"]: s.value for f in text_string_to_metric_families(
+            appliance.get("/metrics").text) for s in f.samples if s.name == "heckle_nodes"}
+
+    appliance.allocate("127.0.0.1")
+    assert nodes_by_state() == {"Building": 1, "Ready": 0, "Failed": 0}
+    assert appliance.post("/release", {"Addresses": ["127.0.0.1"]}).status == 200
+    assert nodes_by_state() == {"Ready": 0, "Failed": 0}

@@ -238,6 +238,9 @@ def test_render_errors_name_line_and_cause(render, source, line, cause):
     ('x\n{% if x == %}\ny{% end %}', 2,
      'syntax error: invalid syntax in expression "x ==" of "if" directive'),
     ('x\n${name\n', 2, 'syntax error: invalid syntax'),
+    # Genshi itself takes these and fails at render with an AttributeError.
+    ('a\nb\n{% if %}x{% end %}\n', 3, 'syntax error: {% if %} needs an expression'),
+    ('{% for %}\n{% end %}', 1, 'syntax error: {% for %} needs an expression'),
     ('$name.\n{% if True %}{% end %}$a..b', 2, 'syntax error: invalid syntax'),
 ])
 def test_syntax_errors_name_line(render, source, line, cause):

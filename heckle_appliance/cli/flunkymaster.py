@@ -5,9 +5,8 @@ import signal
 import sys
 
 from ..core.eventlog import reopen_event_log
-from ..core.repository import RepositoryError, init_skeleton
+from ..core.repository import init_skeleton
 from ..dhcp.policy import EFI_BINARIES
-from ..http.auth import CredentialsError
 from ..service import ApplianceService, Config, StartError
 from ..tftp.options import MAX_BLKSIZE, MIN_BLKSIZE, SAFE_BLKSIZE
 
@@ -19,6 +18,9 @@ def blksize(text):
     return value
 
 
+LOG_LEVELS = ("debug", "info", "warning")
+
+
 def parser(prog="flunkymaster"):
     p = argparse.ArgumentParser(
         prog=prog,
@@ -26,11 +28,13 @@ def parser(prog="flunkymaster"):
                     "and dynamic files to nodes, and the allocation API to fctl.")
     p.add_argument("--repository", default="repository", metavar="DIR",
                    help="repository folder (default: ./repository)")
-    p.add_argument("--init", action="store_true",
-                   help="create an empty repository skeleton in --repository and exit")
+    p.add_argument("--init", nargs="?", const="", metavar="DIR",
+                   help="create an empty repository skeleton in DIR (default: --repository) "
+                        "and exit")
     p.add_argument("--address", metavar="IP",
-                   help="address nodes are told to reach us on (default: this host's "
-                        "primary address)")
+                   help="address nodes are told to reach us on (default: the IPv4 address "
+                        "of --interface, else of the interface holding the default route; "
+                        "never loopback while proxyDHCP is on)")
     p.add_argument("--listen", default="", metavar="IP",
                    help="address to bind (default: all addresses)")
     p.add_argument("--http-port", type=int, default=8080, metavar="N",
@@ -61,6 +65,9 @@ def parser(prog="flunkymaster"):
     p.add_argument("--efi-binary", choices=EFI_BINARIES, default=EFI_BINARIES[0],
                    help="iPXE binary for UEFI clients (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="log to flunky.log only, not stderr")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                   help="least important events logged (default %(default)s; debug adds "
+                        "e.g. dropped malformed DHCP datagrams)")
     return p
 
 
@@ -72,23 +79,22 @@ def config_from_args(args):
         tftp_port=args.tftp_port, ipxe_dir=args.ipxe_dir, tftp_max_blksize=args.tftp_max_blksize,
         dhcp_port=args.dhcp_port, pxe_port=args.pxe_port, interface=args.interface,
         dhcp_known_only=args.known_macs_only, efi_binary=args.efi_binary,
-        inactivity_timeout=args.inactivity_timeout, echo_log=not args.quiet)
+        inactivity_timeout=args.inactivity_timeout, echo_log=not args.quiet,
+        log_level=args.log_level)
 
 
 def main(argv=None, reactor=None):
     args = parser().parse_args(argv)
-    if args.init:
-        init_skeleton(args.repository)
-        print(f"created repository skeleton in {args.repository}")
+    if args.init is not None:
+        target = args.init or args.repository
+        init_skeleton(target)
+        print(f"created repository skeleton in {target}")
         return 0
     if reactor is None:
         from twisted.internet import reactor
     svc = ApplianceService(config_from_args(args), reactor)
     try:
         svc.privilegedStartService()
-    except (RepositoryError, CredentialsError) as exc:
-        print(f"flunkymaster: {exc}", file=sys.stderr)
-        return 1
     except StartError as exc:
         print(f"flunkymaster: {exc}", file=sys.stderr)
         return 1

@@ -6,11 +6,12 @@ request carries one) and get back data or one of the exceptions below,
 which they translate into their protocol's error.
 """
 
+import contextlib
 import logging
 import os
 import time
 
-from .checkpoint import Checkpointer, load
+from .checkpoint import Checkpointer, CheckpointError, load
 from .metrics import Metrics
 from .pxelinux import to_ipxe
 from .repository import Forbidden, NotFound, Repository
@@ -121,7 +122,8 @@ class Appliance:
             return EXIT_SCRIPT
         text = to_ipxe(self._render_image_file(node, ip, "bootconfig"),
                        base=f"{self.server_url}/static/")
-        self.nodes.add_message(node, INFO, f"fetched bootconfig (boot {node.counts['bootconfig']})")
+        self._note(node, describe(ip, mac), INFO,
+                   f"fetched bootconfig (boot {node.counts['bootconfig']})")
         return text
 
     def install(self, ip, mac=None):
@@ -133,17 +135,17 @@ class Appliance:
         path = self.repository.confine("dynamic", relpath)
         return self._render(node, ip, path, count_key("dynamic", relpath))
 
-    def static(self, ip, mac, relpath):
+    def static(self, ip, mac, relpath, count=True):
         """Path of a file of static/ (or an iPXE binary). Anyone may fetch
         (unallocated nodes need the iPXE binary too); allocated nodes have
-        the fetch counted."""
+        the fetch counted, if ``count``."""
         try:
             path = self.repository.confine("static", relpath)
         except NotFound:
             path = os.path.join(self.ipxe_dir, relpath)
             if relpath not in IPXE_BINARIES or not os.path.isfile(path):
                 raise
-        node = self.nodes.find(ip, mac)
+        node = self.nodes.find(ip, mac) if count else None
         if node is not None:
             self.nodes.count_fetch(node, count_key("static", relpath))
         return path
@@ -161,8 +163,12 @@ class Appliance:
     def post(self, ip, mac, kind, text):
         """A progress (Info) or Error message from a node about itself."""
         node = self._require(ip, mac, f"post an {kind} message")
+        self._note(node, describe(ip, mac), kind, text)
+
+    def _note(self, node, who, kind, text):
+        """A message on the node's record and the same line in flunky.log."""
         self.nodes.add_message(node, kind, text)
-        (log.error if kind == ERROR else log.info)("%s : %s", describe(ip, mac), text)
+        (log.error if kind == ERROR else log.info)("%s : %s", who, text)
 
     def _require(self, ip, mac, what):
         node = self.nodes.find(ip, mac)
@@ -201,8 +207,7 @@ class Appliance:
         except TemplateError as exc:
             if record:
                 self.metrics.inc("heckle_render_errors_total")
-                self.nodes.add_message(node, ERROR, f"render error: {exc}")
-                log.error("%s : render error: %s", describe(ip or node.ip, node.mac), exc)
+                self._note(node, describe(ip or node.ip, node.mac), ERROR, f"render error: {exc}")
             raise RenderFailed(str(exc)) from None
 
     def variables(self, node, path, count, ip=None):
@@ -239,17 +244,30 @@ class Appliance:
             raise InvalidImage(f"image {name!r} is invalid: {image.problem}")
         return image
 
+    @contextlib.contextmanager
+    def _saved_or_undone(self):
+        """An urgent change is on disk when this ends, or undone and
+        CheckpointError raised: never acknowledged yet lost at a restart."""
+        before = dict(self.nodes.nodes)  # changes replace Node objects, never edit them
+        try:
+            yield
+        except CheckpointError:
+            self.nodes.nodes = before
+            raise
+
     def allocate(self, names, image, extra=None):
         """Give each :class:`NodeName` a fresh record for ``image``; on disk on return."""
         self.check_image(image)
-        nodes = self.nodes.allocate(names, image, extra)
+        with self._saved_or_undone():
+            nodes = self.nodes.allocate(names, image, extra)
         for node in nodes:
             label = f"{node.key} ({node.hostname})" if node.hostname else node.key
             log.info("allocated %s to image %s", label, image)
         return nodes
 
     def release(self, names):
-        released = [n for n in map(self.nodes.release, names) if n is not None]
+        with self._saved_or_undone():
+            released = [n for n in map(self.nodes.release, names) if n is not None]
         for node in released:
             log.info("released %s (was %s)", node.key, node.image)
         return released
@@ -313,6 +331,7 @@ class Appliance:
         metrics.set("heckle_checkpoint_writes_total", self.checkpoint.writes)
         metrics.set("heckle_checkpoint_seconds_total", self.checkpoint.total_duration)
         metrics.set("heckle_checkpoint_last_seconds", self.checkpoint.last_duration)
+        metrics.clear("heckle_nodes")  # a state no node is in any more must go
         states = {}
         for node in self.nodes.nodes.values():
             state = self.state_of(node)[1]

@@ -7,17 +7,18 @@ disk is always a complete old or new version; an unreadable file is moved
 aside, never overwritten.
 """
 
-import json
 import logging
 import os
 import tempfile
 import time
 
+from . import strictjson
+
 log = logging.getLogger("heckle")
 
 
 class CheckpointError(Exception):
-    """data.json could not be written."""
+    """data.json could not be read or written."""
 
 
 def _temp_prefix(path):
@@ -29,6 +30,8 @@ def write_atomic(path, data):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=folder)
     try:
+        # mkstemp makes it 0600: keep the mode the file had, or the umask's.
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -47,31 +50,52 @@ def write_atomic(path, data):
         os.close(dir_fd)
 
 
+def _mode_for(path):
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def load(path, validate):
     """Return the JSON object stored at ``path`` ({} if there is none).
 
     ``validate`` turns the parsed object into the caller's form and raises
     ValueError on anything it cannot accept. A file that fails to parse or
     validate is renamed ``<path>.corrupt-<timestamp>`` and logged at ERROR.
-    Temporaries left by a write that a crash interrupted are removed.
+    Temporaries left by a write that a crash interrupted are removed. A
+    file the system will not let us read (a folder, no permission) raises
+    CheckpointError: starting empty would hide the operator's mistake.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    for name in os.listdir(folder):
-        if name.startswith(_temp_prefix(path)):
-            os.unlink(os.path.join(folder, name))
     try:
+        for name in os.listdir(folder):
+            if name.startswith(_temp_prefix(path)):
+                os.unlink(os.path.join(folder, name))
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
         return validate({})
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return validate(json.loads(raw))
+        return validate(strictjson.loads(raw))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        aside = f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        aside = _free_name(f"{path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         os.replace(path, aside)
         log.error("cannot read %s (%s); moved it to %s and started with no nodes",
                   path, exc, aside)
         return validate({})
+
+
+def _free_name(path):
+    """``path``, or ``path.N`` for the first N not taken: never overwrite an earlier one."""
+    candidate, number = path, 1
+    while os.path.lexists(candidate):
+        candidate, number = f"{path}.{number}", number + 1
+    return candidate
 
 
 class Checkpointer:
@@ -103,20 +127,21 @@ class Checkpointer:
         try:
             self.flush()
         except CheckpointError as exc:
-            # The in-memory state is still right; retry rather than lose it.
             log.error("%s", exc)
-            self.mark_dirty()
 
     def flush(self):
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
         started = time.monotonic()
-        data = json.dumps(self._snapshot(), indent=1, sort_keys=True).encode()
+        data = strictjson.dumps(self._snapshot(), indent=1, sort_keys=True).encode()
         try:
             write_atomic(self.path, data + b"\n")
         except OSError as exc:
-            raise CheckpointError(f"cannot write {self.path}: {exc}") from exc
+            # The changes already coalesced into this write are still in
+            # memory only: try again rather than lose them.
+            self.mark_dirty()
+            raise CheckpointError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         self.writes += 1
         self.last_duration = time.monotonic() - started
         self.total_duration += self.last_duration

@@ -10,6 +10,19 @@ import sys
 
 FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
+# Messages carry text from nodes and packets: a newline in one must not
+# start a line of its own that reads like a genuine event.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+class OneLineFormatter(logging.Formatter):
+    """One event, one line: control characters in the message are escaped."""
+
+    def formatMessage(self, record):
+        record.message = record.message.translate(_CONTROL)
+        return super().formatMessage(record)
+
 
 def open_event_log(path, echo=True, level=logging.INFO):
     """Send the ``heckle`` logger to ``path`` and to ``echo``: True for
@@ -24,7 +37,7 @@ def open_event_log(path, echo=True, level=logging.INFO):
     elif echo:
         handlers.append(echo)
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(OneLineFormatter(FORMAT))
         logger.addHandler(handler)
     return logger
 

@@ -39,6 +39,11 @@ class Metrics:
     def set(self, name, value, **labels):
         self._values[name, tuple(sorted(labels.items()))] = value
 
+    def clear(self, name):
+        """Drop every sample of ``name``: a gauge whose label sets come and go."""
+        for key in [key for key in self._values if key[0] == name]:
+            del self._values[key]
+
     def value(self, name, **labels):
         return self._values.get((name, tuple(sorted(labels.items()))), 0)
 

@@ -60,8 +60,12 @@ def read_static_vars(path):
     except json.JSONDecodeError as exc:
         raise _json_error(path, exc) from None
     if not isinstance(data, dict):
-        raise RepositoryError(f"{path}: line 1, column 1: top level must be an object, "
-                              f"not {type(data).__name__}")
+        text = raw.decode("utf-8")
+        start = len(text) - len(text.lstrip())  # where the value begins
+        line = text.count("\n", 0, start) + 1
+        column = start - text.rfind("\n", 0, start)
+        raise RepositoryError(f"{path}: line {line}, column {column}: top level must be an "
+                              f"object, not {type(data).__name__}")
     return data
 
 
@@ -78,12 +82,12 @@ class Repository:
         """Fail fast, naming every missing folder and any staticVars.json error."""
         if not os.path.isdir(self.root):
             raise RepositoryError(f"repository {self.root} does not exist "
-                                  f"(create one with: flunkymaster --init --repository {self.root})")
+                                  f"(create one with: flunkymaster --init {self.root})")
         missing = [d for d in REQUIRED_DIRS if not os.path.isdir(os.path.join(self.root, d))]
         if missing:
             raise RepositoryError(
                 f"repository {self.root} lacks {', '.join(d + '/' for d in missing)} "
-                f"(flunkymaster --init --repository {self.root} creates the skeleton)")
+                f"(flunkymaster --init {self.root} creates the skeleton)")
         self.static_vars()
 
     # -- staticVars.json --------------------------------------------------------

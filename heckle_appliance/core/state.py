@@ -58,7 +58,7 @@ class Node:
             activity=float(record.get("Activity", record["Allocated"])),
             counts={str(k): int(v) for k, v in dict(record.get("Counts") or {}).items()},
             errors=int(record.get("Errors", 0)),
-            info=[dict(m) for m in record.get("Info") or []],
+            info=_messages(record.get("Info") or []),
             extra=record.get("Extra"), ip=record.get("IP"),
             mac=record.get("MAC"), hostname=record.get("Hostname"),
             arch=record.get("Arch"),
@@ -68,6 +68,24 @@ class Node:
         if not isinstance(record["Image"], str):
             raise ValueError("Image is not a string")
         return node
+
+
+def _messages(info):
+    """A record's Info list, checked: /status and fctl rely on every field."""
+    if not isinstance(info, list):
+        raise ValueError("Info is not a list")
+    for number, message in enumerate(info, 1):
+        if not isinstance(message, dict):
+            raise ValueError(f"message {number} is not an object")
+        stamp = message.get("Time")
+        if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+            raise ValueError(f"message {number} has no numeric Time")
+        if not isinstance(message.get("Message"), str):
+            raise ValueError(f"message {number} has no Message text")
+        if message.get("MsgType") not in (INFO, ERROR):
+            raise ValueError(f"message {number} has MsgType {message.get('MsgType')!r}, "
+                             f"not {INFO} or {ERROR}")
+    return [dict(m) for m in info]
 
 
 class NodeTable:
@@ -106,11 +124,17 @@ class NodeTable:
         A MAC is the stronger identity (iPXE sends it and it survives an
         address change), so it is tried first. Whatever a match teaches us
         (a MAC for an IP-keyed node, the current IP of a MAC-keyed node) is
-        remembered, so the node is findable by either afterwards.
+        remembered, so the node is findable by either afterwards. A node
+        allocated by IP is that IP: the MAC it showed names it only from
+        there, so another machine claiming that MAC cannot touch its record.
         """
         node = None
         if mac:
-            node = self.nodes.get(mac) or self._by_field("mac", mac)
+            node = self.nodes.get(mac)
+            if node is None:
+                learnt = self._by_field("mac", mac)
+                if learnt is not None and ip in (None, learnt.key):
+                    node = learnt
         if node is None and ip:
             node = self.nodes.get(ip)
             if node is None:
@@ -136,7 +160,9 @@ class NodeTable:
                 if other is not node and other.ip == ip and other.key != ip:
                     other.ip = None
             node.ip, changed = ip, True
-        if mac and node.mac != mac and node.key != node.mac:
+        if (mac and node.mac != mac and node.key != node.mac
+                and self._by_field("mac", mac) is None):
+            # (A MAC some other record holds stays with it.)
             node.mac, changed = mac, True
         if changed:
             self._on_change(False)

@@ -46,6 +46,7 @@ _ESCAPE_RE = re.compile(
 # Genshi leaves Python's own "(file, line N)" suffix in syntax error messages;
 # it names an anonymous one-line snippet, which only misleads.
 _SNIPPET_POSITION = re.compile(r' \([^()]*, line \d+\)$')
+_NEED_EXPRESSION = {'if', 'for', 'with', 'def', 'when', 'include'}
 _UNDEFINED = re.compile(r'"(.*)" not defined|.* has no member named "(.*)"', re.DOTALL)
 
 
@@ -243,6 +244,11 @@ class _SeedTemplate(NewTextTemplate):
             text = text.decode(encoding or 'utf-8', 'replace')
         text = preprocess(text)
         layout = _Layout(text)
+        for match in _DIRECTIVE_RE.finditer(text):
+            if match.group(2) in _NEED_EXPRESSION and not match.group(3):
+                # Genshi takes it and fails at render time with an AttributeError.
+                raise TemplateSyntaxError(f'{{% {match.group(2)} %}} needs an expression',
+                                          self.filepath, text.count('\n', 0, match.start()) + 1)
         try:
             stream = super()._parse(io.StringIO(text), encoding)
         except TemplateSyntaxError as exc:

@@ -7,6 +7,7 @@ from twisted.internet import threads
 from twisted.web import server
 
 from ..core.appliance import InvalidImage, UnknownImage
+from ..core.checkpoint import CheckpointError
 from ..core.identity import BadNodeName, resolve
 from .request import Folder, HTTPError, PlainResource, client_ip, field, json_reply, read_json, refuse
 
@@ -41,6 +42,8 @@ class AdminResource(PlainResource):
         def failed(failure):
             if failure.check(HTTPError):
                 error = failure.value
+            elif failure.check(CheckpointError):
+                error = HTTPError(503, f"{failure.value}; nothing was changed")
             else:
                 log.error("admin request %s failed: %s", request.uri.decode("utf-8", "replace"),
                           failure.getTraceback())

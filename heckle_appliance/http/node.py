@@ -36,6 +36,8 @@ class NodeResource(PlainResource):
 class ImageFile(NodeResource):
     """/bootconfig and /install: the node's image's template, rendered."""
 
+    head_is_get = False
+
     def __init__(self, appliance, which):
         super().__init__(appliance)
         self.which = which
@@ -60,6 +62,8 @@ class FolderFile(NodeResource):
 
 
 class Dynamic(FolderFile):
+    head_is_get = False
+
     def render_GET(self, request):
         ip, mac, relpath = client_ip(request), client_mac(request), self.relpath(request)
         text = _core_errors(lambda: self.appliance.dynamic(ip, mac, relpath))
@@ -69,13 +73,17 @@ class Dynamic(FolderFile):
 class Static(FolderFile):
     """Files served as they are, streamed, with Range support."""
 
-    def render_GET(self, request):
+    def render_GET(self, request, count=True):
         ip, mac, relpath = client_ip(request), client_mac(request), self.relpath(request)
-        path = _core_errors(lambda: self.appliance.static(ip, mac, relpath))
+        path = _core_errors(lambda: self.appliance.static(ip, mac, relpath, count))
         served = static.File(path, defaultType="application/octet-stream")
         # Kernels and initrds named *.gz are payload, not a transfer encoding.
         served.contentEncodings = {}
         return served.render(request)
+
+    def render_HEAD(self, request):
+        """Size and type, without counting a fetch."""
+        return self.render_GET(request, count=False)
 
 
 class Message(NodeResource):

@@ -5,6 +5,7 @@ import logging
 
 from twisted.web import resource, server
 
+from ..core import strictjson
 from ..core.identity import normalise_ip, normalise_mac
 
 log = logging.getLogger("heckle")
@@ -73,7 +74,7 @@ def refuse(request, error):
 
 
 def json_reply(request, value, code=200):
-    return plain(request, code, json.dumps(value, sort_keys=True) + "\n",
+    return plain(request, code, strictjson.dumps(value, sort_keys=True) + "\n",
                  b"application/json")
 
 
@@ -85,12 +86,16 @@ def read_json(request, empty_is_object=False):
     if empty_is_object and not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = strictjson.loads(raw)
     except UnicodeDecodeError:
         raise HTTPError(400, "body is not UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise HTTPError(400, f"malformed JSON body: {exc.msg} at line {exc.lineno}, "
                              f"column {exc.colno}") from None
+    except ValueError as exc:  # NaN, Infinity, 1e400
+        raise HTTPError(400, f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise HTTPError(400, "malformed JSON body: nested too deeply") from None
     if not isinstance(body, dict):
         raise HTTPError(400, f"body must be a JSON object, not {type(body).__name__}")
     return body
@@ -115,6 +120,9 @@ class PlainResource(resource.Resource):
     on a POST-only resource with a 500)."""
 
     isLeaf = True
+    # HEAD is answered by render_GET (twisted.web drops the body), except
+    # where a GET is a node's counted fetch: a probe must not use up a boot.
+    head_is_get = True
 
     def check(self, request):
         """Raise HTTPError to refuse the request before any method runs.
@@ -129,8 +137,9 @@ class PlainResource(resource.Resource):
             self.check(request)
             method = request.method.decode("ascii", "replace")
             handler = getattr(self, f"render_{method}", None)
-            if method == "HEAD":
-                handler = getattr(self, "render_GET", None)
+            if method == "HEAD" and type(self).render_HEAD is resource.Resource.render_HEAD:
+                # Resource's own render_HEAD calls render_GET whatever it does.
+                handler = getattr(self, "render_GET", None) if self.head_is_get else None
             if handler is None:
                 allowed = sorted(name[len("render_"):] for name in dir(self)
                                  if name.startswith("render_") and name != "render_HEAD")
@@ -139,6 +148,11 @@ class PlainResource(resource.Resource):
             return handler(request)
         except HTTPError as error:
             return refuse(request, error)
+        except Exception:
+            # twisted.web's own answer would be an HTML page with the traceback.
+            log.exception("internal error answering %s %s", request.method.decode(),
+                          request.uri.decode("utf-8", "replace"))
+            return plain(request, 500, "internal error (the traceback is in flunky.log)\n")
 
 
 class NotFound(PlainResource):

@@ -48,8 +48,6 @@ class TwistdLog(logging.Handler):
 
 def one_line_errors(service):
     """Make start-up failures a single line, as flunkymaster gives them."""
-    from heckle_appliance.core.repository import RepositoryError
-    from heckle_appliance.http.auth import CredentialsError
     from heckle_appliance.service import StartError
 
     start = service.privilegedStartService
@@ -57,7 +55,7 @@ def one_line_errors(service):
     def privileged_start():
         try:
             start()
-        except (RepositoryError, CredentialsError, StartError) as exc:
+        except StartError as exc:
             raise SystemExit(f"{PROG}: {exc}") from None
 
     service.privilegedStartService = privileged_start
@@ -74,9 +72,9 @@ class HeckleServiceMaker:
         from heckle_appliance.cli.flunkymaster import config_from_args
         from heckle_appliance.service import ApplianceService
 
-        if options.args.init:
+        if options.args.init is not None:
             raise SystemExit(f"{PROG}: --init is flunkymaster's: flunkymaster --init "
-                             f"--repository {options.args.repository}")
+                             f"{options.args.init or options.args.repository}")
         config = config_from_args(options.args)
         if config.echo_log:
             config.echo_log = TwistdLog()
