@@ -47,3 +47,40 @@ def dhcp(mac, options, message_type=1, xid=None, giaddr="0.0.0.0", hops=0,
                    chaddr=bytes.fromhex(mac.replace(":", ""))) / DHCP(
         options=[("message-type", message_type), *options, "end"])
     return xid, bytes(packet)
+
+
+def pxe_suboptions(data):
+    """Option 43 of a PXE reply decoded: {sub-option: value}. Fails on a
+    length past the end, a repeated sub-option or a missing end (255)."""
+    found = {}
+    while data[:1] != b"\xff":
+        assert len(data) >= 2 and data[1] + 2 <= len(data), f"truncated sub-option {data.hex()}"
+        code, length = data[0], data[1]
+        assert code not in found, f"sub-option {code} twice"
+        found[code] = data[2:2 + length]
+        data = data[2 + length:]
+    assert data == b"\xff", f"bytes after the end: {data.hex()}"
+    return found
+
+
+def boot_servers(value):
+    """PXE_BOOT_SERVERS (43.8) decoded: [(type, [IPv4 addresses])]."""
+    entries = []
+    while value:
+        kind, count = int.from_bytes(value[:2], "big"), value[2]
+        addresses = [".".join(map(str, value[3 + 4 * n:7 + 4 * n])) for n in range(count)]
+        assert len(value) >= 3 + 4 * count
+        entries.append((kind, addresses))
+        value = value[3 + 4 * count:]
+    return entries
+
+
+def boot_menu(value):
+    """PXE_BOOT_MENU (43.9) decoded: [(type, description)]."""
+    items = []
+    while value:
+        kind, length = int.from_bytes(value[:2], "big"), value[2]
+        assert len(value) >= 3 + length
+        items.append((kind, value[3:3 + length]))
+        value = value[3 + length:]
+    return items

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,21 @@ def veth_in(namespace):
     """The name of the one veth interface in ``namespace``."""
     out = sh("ip", "-n", namespace, "-o", "link", "show", "type", "veth").stdout
     return out.split(":")[1].strip().split("@")[0]
+
+
+def add_link(server_ns, client_ns, subnet):
+    """Another veth pair between the two namespaces, on ``subnet``.0/24;
+    returns (server_if, client_if, server_ip, client_ip). It goes when the
+    namespaces are deleted."""
+    tag = uuid.uuid4().hex[:6]
+    server_if, client_if = f"hs2{tag}", f"hc2{tag}"
+    server_ip, client_ip = f"{subnet}.1", f"{subnet}.2"
+    sh("ip", "link", "add", server_if, "netns", server_ns, "type", "veth",
+       "peer", "name", client_if, "netns", client_ns)
+    for ns, dev, ip in ((server_ns, server_if, server_ip), (client_ns, client_if, client_ip)):
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+    return server_if, client_if, server_ip, client_ip
 
 
 def make_repository(root):
@@ -150,11 +166,20 @@ def _destination(ancillary):
 
 
 class Lab:
-    """flunkymaster as proxyDHCP in the server namespace, clients in the other."""
+    """flunkymaster as proxyDHCP in the server namespace, clients in the other.
 
-    def __init__(self, tmp_path, server_args=()):
+    ``address=False`` leaves --address out (the server finds its own);
+    ``second_link`` joins the namespaces a second time (``.second``: server
+    and client interface and address) and routes the server's default
+    route over it, while flunkymaster stays bound (--interface) to the first.
+    """
+
+    def __init__(self, tmp_path, server_args=(), address=True, second_link=False):
         self.tmp_path = tmp_path
         self.server_args = list(server_args)
+        self.give_address = address
+        self.second_link = second_link
+        self.second = None
         self.proc = None
         self.clients = []
 
@@ -164,6 +189,9 @@ class Lab:
             self.server_ns, self.client_ns = server_ns, client_ns
             self.server_ip, self.client_ip = server_ip, client_ip
             self.server_if, self.client_if = veth_in(server_ns), veth_in(client_ns)
+            if self.second_link:
+                self.second = add_link(server_ns, client_ns, "10.213.0")
+                sh("ip", "-n", server_ns, "route", "add", "default", "via", self.second[3])
             self.repository = make_repository(self.tmp_path / "repository")
             self.url = f"http://{server_ip}:{HTTP_PORT}"
             try:
@@ -178,7 +206,8 @@ class Lab:
         self.stderr = open(self.tmp_path / "flunkymaster.err", "w+")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.server_ns, str(FLUNKYMASTER),
-             "--repository", str(self.repository), "--address", self.server_ip,
+             "--repository", str(self.repository),
+             *(["--address", self.server_ip] if self.give_address else []),
              "--http-port", str(HTTP_PORT), "--tftp-port", "0", "--dhcp-port", "67",
              "--pxe-port", "4011", "--interface", self.server_if, *self.server_args],
             stdout=subprocess.DEVNULL, stderr=self.stderr)
@@ -207,8 +236,8 @@ class Lab:
         path = self.repository / "flunky.log"
         return path.read_text() if path.exists() else ""
 
-    def client(self, port):
-        client = Client(self.client_ns, self.client_if, port)
+    def client(self, port, interface=None):
+        client = Client(self.client_ns, interface or self.client_if, port)
         self.clients.append(client)
         return client
 

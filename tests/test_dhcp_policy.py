@@ -7,6 +7,7 @@ import pytest
 
 from dhcp_clients import dhcp, ipxe_options, mac_of, pxe_options
 from heckle_appliance.dhcp import packets, policy, replies
+from heckle_appliance.dhcp.server import OncePer
 
 SERVER = "http://10.0.0.1:8080"
 MAC = mac_of(1)
@@ -129,3 +130,16 @@ def test_a_reply_is_padded_to_the_bootp_minimum_and_never_offers_an_address():
     assert data[16:20] == bytes(4)  # yiaddr
     assert data[20:24] == bytes([10, 0, 0, 1])  # siaddr
 
+
+def test_once_per_says_yes_once_per_key_and_interval_with_bounded_memory():
+    now = [0.0]
+    once = OncePer(interval=60.0, limit=3, clock=lambda: now[0])
+    assert [once("a"), once("a"), once("b"), once("a")] == [True, False, True, False]
+    now[0] = 59.9
+    assert not once("a")
+    now[0] = 60.0  # a minute after "a" and "b" were said
+    assert once("a") and once("b")
+    for key in "cdefg":
+        assert once(key)
+    assert len(once.last) == 3  # the oldest forgotten first
+    assert once("a")  # forgotten, so said again

@@ -2,16 +2,24 @@
 and iPXE clients (crafted packets) in another, one veth between them."""
 
 import os
+import socket
+import time
 
 import pytest
 
-from dhcp_clients import GUID, dhcp, ipxe_options, mac_of, pxe_options
+from dhcp_clients import (GUID, boot_menu, boot_servers, dhcp, ipxe_options, mac_of,
+                          pxe_options, pxe_suboptions)
 from dhcp_lab import BROADCAST, HTTP_PORT, Lab
 from netns import needs_root
 
 pytestmark = needs_root
 
-PXE_VENDOR_OPTIONS = b"\x06\x01\x08\xff"  # discovery control: use the offered boot file
+# PXE 2.1 option 43 sub-options, and the discovery control bits we set.
+DISCOVERY_CONTROL, BOOT_SERVERS, BOOT_MENU, MENU_PROMPT, BOOT_ITEM = 6, 8, 9, 10, 71
+NO_BROADCAST, NO_MULTICAST, USE_OFFERED_FILE = 0x01, 0x02, 0x08
+FILE_IN_OFFER = USE_OFFERED_FILE | NO_BROADCAST | NO_MULTICAST  # the default
+FILE_ON_4011 = NO_BROADCAST | NO_MULTICAST  # --boot-file-on-4011: ask us, by unicast
+BOOT_SERVER_TYPE = 0x8000  # the first vendor-use type, as dnsmasq's first pxe-service
 LEASE_OPTIONS = ("subnet_mask", "router", "lease_time", "renewal_time", "rebinding_time")
 
 
@@ -49,6 +57,21 @@ def assert_proxy_offer(lab, reply, mac, boot_file, vendor=b"PXEClient", message_
     assert not [name for name in LEASE_OPTIONS if name in options]
 
 
+def assert_pxe_offer_options(lab, reply, control=FILE_IN_OFFER):
+    """Option 43 of a proxy offer: use the offered file (bit 3, unless
+    ``control`` says otherwise); for stacks that ignore bit 3 (or offers
+    without a file), a one-item menu, no prompt, and us as its boot
+    server, asked by unicast (broadcast and multicast discovery off)."""
+    suboptions = pxe_suboptions(reply.options["vendor_specific"])
+    assert set(suboptions) == {DISCOVERY_CONTROL, BOOT_SERVERS, BOOT_MENU, MENU_PROMPT}
+    assert suboptions[DISCOVERY_CONTROL] == bytes([control])
+    assert boot_servers(suboptions[BOOT_SERVERS]) == [(BOOT_SERVER_TYPE, [lab.server_ip])]
+    (kind, description), = boot_menu(suboptions[BOOT_MENU])
+    assert kind == BOOT_SERVER_TYPE and description
+    assert suboptions[MENU_PROMPT][0] == 0  # timeout 0: first item, no prompt
+    return suboptions
+
+
 def assert_broadcast_offer(lab, reply):
     assert reply.source == (lab.server_ip, 67)
     assert (reply.destination, reply.port) == (BROADCAST, 68)
@@ -62,8 +85,27 @@ def test_firmware_pxe_gets_the_ipxe_binary_for_its_architecture(lab, client, arc
     reply = discover(lab, client, mac, pxe_options(arch))
     assert_proxy_offer(lab, reply, mac, "undionly.kpxe" if arch == 0 else "ipxe.efi")
     assert_broadcast_offer(lab, reply)
-    assert reply.options["vendor_specific"] == PXE_VENDOR_OPTIONS
+    assert_pxe_offer_options(lab, reply)
     assert reply.options["pxe_client_machine_identifier"] == GUID
+    assert len(bytes(reply.packet)) <= 548  # fits the 576-byte datagram every client takes
+
+
+def test_a_pxe_stack_that_ignores_bit_3_boots_through_the_menu(lab, client):
+    """Menu item, then its boot server from 43.8, then a boot-server
+    REQUEST to it on 4011 for that item (layer 0): the ACK names the file."""
+    mac = mac_of(0x1ff)
+    offer = discover(lab, client, mac, pxe_options(0))
+    suboptions = assert_pxe_offer_options(lab, offer)
+    (kind, _), = boot_menu(suboptions[BOOT_MENU])
+    server, = dict(boot_servers(suboptions[BOOT_SERVERS]))[kind]
+    item = kind.to_bytes(2, "big") + bytes(2)
+    xid, datagram = dhcp(mac, [*pxe_options(0), (43, bytes([BOOT_ITEM, 4]) + item + b"\xff")],
+                         message_type=3, ciaddr=lab.client_ip, flags=0)
+    client.send(datagram, (server, 4011))
+    ack, others = client.reply_to(xid)
+    assert others == []
+    assert_proxy_offer(lab, ack, mac, "undionly.kpxe", message_type=5)
+    assert pxe_suboptions(ack.options["vendor_specific"])[BOOT_ITEM] == item
 
 
 @pytest.mark.parametrize("form", ["raw option 77", "RFC 3004 option 77", "option 175 only"])
@@ -77,6 +119,8 @@ def test_ipxe_gets_its_bootconfig_url_never_the_binary_again(lab, client, form, 
     url = f"http://{lab.server_ip}:{HTTP_PORT}/bootconfig?mac={mac}"
     assert_proxy_offer(lab, reply, mac, url)
     assert_broadcast_offer(lab, reply)
+    # iPXE skips the menu (and 4011) when bit 3 is set and the offer has a file.
+    assert_pxe_offer_options(lab, reply)
 
 
 def test_an_unallocated_ipxe_is_sent_to_the_exit_bootconfig(lab, client):
@@ -164,7 +208,10 @@ def test_a_request_on_4011_gets_an_ack_unicast_from_4011(lab, client, number, op
     assert reply.source == (lab.server_ip, 4011)
     assert (reply.destination, reply.port) == (lab.client_ip, 68)
     assert reply.packet.flags == 0
-    assert reply.options["vendor_specific"] == b"\x06\x01\x08\x47\x04\x80\x00\x00\x00\xff"
+    suboptions = pxe_suboptions(reply.options["vendor_specific"])
+    control = USE_OFFERED_FILE | NO_BROADCAST | NO_MULTICAST
+    assert suboptions == {DISCOVERY_CONTROL: bytes([control]),
+                          BOOT_ITEM: b"\x80\x00\x00\x00"}  # the item asked for, confirmed
 
 
 def test_what_is_not_ours_stays_unanswered(lab, client):
@@ -223,6 +270,29 @@ def test_a_burst_of_malformed_datagrams_is_dropped_and_the_server_keeps_answerin
     assert_proxy_offer(lab, reply, mac, "undionly.kpxe")
     assert lab.alive()
     assert "Traceback" not in lab.log()
+    assert "malformed" not in lab.log()  # a debug line: not at the default level, info
+
+
+def test_with_log_level_debug_a_malformed_datagram_is_logged(tmp_path):
+    with Lab(tmp_path, ["--log-level", "debug"]).running() as debug_lab:
+        client = debug_lab.client(68)
+        client.send(b"\x01" * 100, (debug_lab.server_ip, 67))
+        mac = mac_of(0x901)
+        discover(debug_lab, client, mac, pxe_options(0))  # handled after the bad one
+        assert (f"DEBUG - dropped a malformed DHCP datagram from {debug_lab.client_ip}:68: "
+                f"100 bytes, shorter than a DHCP header") in debug_lab.log()
+
+
+def test_an_architecture_we_cannot_boot_is_logged_once_per_machine_not_per_retry(lab, client):
+    first, second = mac_of(0x810), mac_of(0x811)
+    for mac in (first, first, first, first, second, second):  # ROMs retry a DISCOVER ~4 times
+        client.broadcast(dhcp(mac, pxe_options(11))[1])
+    discover(lab, client, mac_of(0x812), pxe_options(0))  # handled after them
+    lines = lab.log().splitlines()
+    for mac in (first, second):
+        said = [line for line in lines if f"{mac} : no boot file for PXEClient architecture 11"
+                in line]
+        assert len(said) == 1, said
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +314,74 @@ def test_known_macs_only_answers_allocated_nodes_alone(strict_lab):
     assert others == []
     assert_proxy_offer(strict_lab, reply, known, "snponly.efi")
     assert strict_lab.admin("GET", "/dump")[known]["Arch"] == 7
+
+
+@pytest.fixture(scope="module", params=["no default route", "default route on another interface"])
+def unaddressed_lab(request, tmp_path_factory):
+    """flunkymaster with --interface and no --address: alone on its link,
+    or multi-homed with the default route over the other link."""
+    with Lab(tmp_path_factory.mktemp("dhcp-noaddress"), address=False,
+             second_link=request.param != "no default route").running() as running:
+        yield running
+
+
+def test_without_address_the_interface_address_is_advertised(unaddressed_lab):
+    lab = unaddressed_lab
+    client = lab.client(68)
+    mac = mac_of(0xb00)
+    reply = discover(lab, client, mac, pxe_options(0))
+    assert_proxy_offer(lab, reply, mac, "undionly.kpxe")  # siaddr and option 54
+    assert_pxe_offer_options(lab, reply)  # the boot server in 43.8
+    reply = discover(lab, client, mac, ipxe_options(0))
+    assert_proxy_offer(lab, reply, mac, f"http://{lab.server_ip}:{HTTP_PORT}/bootconfig?mac={mac}")
+    assert lab.fetch(reply.options["boot-file-name"].decode())[0] == 200
+
+
+@pytest.fixture(scope="module")
+def multihomed_lab(tmp_path_factory):
+    with Lab(tmp_path_factory.mktemp("dhcp-multihomed"), second_link=True).running() as running:
+        yield running
+
+
+def test_interface_ignores_requests_arriving_on_another_interface(multihomed_lab):
+    """Bound to the first link (--interface): a broadcast DISCOVER, a relayed
+    one and a 4011 REQUEST, all over the second link, go unanswered and
+    unlogged, while the same requests over the first link are answered."""
+    lab = multihomed_lab
+    _, other_if, other_server_ip, other_client_ip = lab.second
+    stray = {port: lab.client(port, interface=other_if) for port in (67, 68)}
+    bound = {port: lab.client(port) for port in (67, 68)}
+    stray_mac, mac = mac_of(0xc00), mac_of(0xc01)
+
+    def requests(mac, server_ip, client_ip):
+        return [(67, (server_ip, 67), dhcp(mac, pxe_options(7), giaddr=client_ip, hops=1)),
+                (68, (server_ip, 4011), dhcp(mac, ipxe_options(0), message_type=3,
+                                             ciaddr=client_ip, flags=0)),
+                (68, None, dhcp(mac, pxe_options(0)))]
+
+    def send(clients, port, address, datagram):
+        if address is None:
+            clients[port].broadcast(datagram)
+        else:
+            clients[port].send(datagram, address)
+
+    for port, address, (_, datagram) in requests(stray_mac, other_server_ip, other_client_ip):
+        send(stray, port, address, datagram)
+    # The same over the bound link, sent after: on each server socket (67
+    # and 4011) they queue behind the strays, so once they are answered the
+    # strays were dealt with. Unicast ones first: their answers get back
+    # even if the socket is not bound to the interface.
+    for port, address, (xid, datagram) in requests(mac, lab.server_ip, lab.client_ip):
+        send(bound, port, address, datagram)
+        reply, others = bound[port].reply_to(xid)
+        assert others == []
+        assert reply.packet.chaddr[:6] == bytes.fromhex(mac.replace(":", ""))
+        assert stray_mac not in lab.log(), "answered a request from another interface"
+    assert mac in lab.log()
+    deadline = time.monotonic() + 0.5  # and nothing came back over the second link
+    for client in stray.values():
+        client.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        with pytest.raises(socket.timeout):
+            while True:
+                data = client.sock.recv(2048)
+                assert data[:1] != b"\x02", "a reply over the interface we are not bound to"

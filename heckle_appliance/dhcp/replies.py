@@ -6,25 +6,39 @@ address and no lease options: the site's DHCP server does that part.
 
 import socket
 
-from .packets import UNSPECIFIED, encode_reply
+from .packets import ACK, UNSPECIFIED, encode_reply
 from .policy import PXE_CLIENT
 
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 BROADCAST = "255.255.255.255"
 
-# PXE 2.1 vendor options (option 43). Discovery control bit 3: the offer
-# already names the boot file, so download it without a menu or a boot-server
-# discovery round on 4011.
-PXE_DISCOVERY_CONTROL, USE_BOOT_FILE_IN_OFFER = 6, 0x08
+# PXE 2.1 vendor options (option 43), sub-option numbers.
+PXE_DISCOVERY_CONTROL, PXE_BOOT_SERVERS, PXE_BOOT_MENU, PXE_MENU_PROMPT = 6, 8, 9, 10
 PXE_BOOT_ITEM = 71
 END = 255
+# Discovery control. Bit 3: the offer names the boot file, download it with
+# no prompt, menu or boot-server discovery (iPXE and EDK2 obey it). Stacks
+# that ignore it show the menu below instead; bits 0 and 1 then make them
+# ask the boot server listed for the item (us, on 4011) by unicast, not by
+# a broadcast to port 67 that we do not answer.
+NO_BROADCAST_DISCOVERY, NO_MULTICAST_DISCOVERY, USE_BOOT_FILE_IN_OFFER = 0x01, 0x02, 0x08
+DISCOVERY_CONTROL = NO_BROADCAST_DISCOVERY | NO_MULTICAST_DISCOVERY | USE_BOOT_FILE_IN_OFFER
+# Our one boot item: a vendor-range server type (32768-65534), as dnsmasq's
+# first pxe-service gets. Type 0 would mean "boot from local disk".
+BOOT_SERVER_TYPE = 0x8000
+MENU_ITEM = b"heckle-appliance network boot"
+MENU_PROMPT = b"heckle-appliance"
+MENU_TIMEOUT = 0  # seconds: 0 picks the first (only) item without prompting
 
 
 def proxy_reply(request, message_type, server_ip, client_class, boot_file):
     options = [(53, bytes([message_type])), (54, socket.inet_aton(server_ip)),
                (60, client_class.encode())]
     if client_class == PXE_CLIENT:
-        options.append((43, _vendor_options(request.options.get(43, b""))))
+        requested = request.options.get(43, b"")
+        vendor = (_boot_server_options(requested) if message_type == ACK
+                  else _offer_options(server_ip))
+        options.append((43, vendor))
     machine_id = request.options.get(97)
     if machine_id is not None and len(machine_id) == 17 and machine_id[0] == 0:
         options.append((97, machine_id))
@@ -32,14 +46,31 @@ def proxy_reply(request, message_type, server_ip, client_class, boot_file):
     return encode_reply(request, server_ip, boot_file, options)
 
 
-def _vendor_options(requested):
-    """Our PXE vendor options; a boot item the client asked for (on 4011) is
-    confirmed, as a PXE boot server does."""
-    data = bytes([PXE_DISCOVERY_CONTROL, 1, USE_BOOT_FILE_IN_OFFER])
+def _offer_options(server_ip):
+    """PXE vendor options of a proxy offer: use the boot file in it, or,
+    for a stack that ignores that, a one-item menu chosen at once whose
+    boot server is us."""
+    type_ = BOOT_SERVER_TYPE.to_bytes(2, "big")
+    return _encode([
+        (PXE_DISCOVERY_CONTROL, bytes([DISCOVERY_CONTROL])),
+        (PXE_BOOT_SERVERS, type_ + bytes([1]) + socket.inet_aton(server_ip)),
+        (PXE_BOOT_MENU, type_ + bytes([len(MENU_ITEM)]) + MENU_ITEM),
+        (PXE_MENU_PROMPT, bytes([MENU_TIMEOUT]) + MENU_PROMPT),
+    ])
+
+
+def _boot_server_options(requested):
+    """PXE vendor options of an ACK on 4011: the boot item the client asked
+    for is confirmed, as a PXE boot server does."""
+    suboptions = [(PXE_DISCOVERY_CONTROL, bytes([DISCOVERY_CONTROL]))]
     item = _suboptions(requested).get(PXE_BOOT_ITEM)
     if item is not None and len(item) == 4:
-        data += bytes([PXE_BOOT_ITEM, 4]) + item
-    return data + bytes([END])
+        suboptions.append((PXE_BOOT_ITEM, item))
+    return _encode(suboptions)
+
+
+def _encode(suboptions):
+    return b"".join(bytes([code, len(value)]) + value for code, value in suboptions) + bytes([END])
 
 
 def _suboptions(data):

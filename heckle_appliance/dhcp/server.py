@@ -6,8 +6,13 @@ gets the ProxyDHCP REQUEST a client sends when the offer did not satisfy it;
 it gets an ACK with the same boot file.
 """
 
+import errno
+import fcntl
 import logging
 import socket
+import struct
+import time
+from collections import OrderedDict
 
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
@@ -19,6 +24,48 @@ from .replies import destination, proxy_reply
 log = logging.getLogger("heckle")
 
 MESSAGE_NAMES = {OFFER: "OFFER", ACK: "ACK"}
+SIOCGIFADDR = 0x8915  # linux/sockios.h
+IFNAMSIZ = 16
+
+
+def interface_address(interface):
+    """The (first) IPv4 address of ``interface``, asked of the kernel;
+    raises OSError: ENODEV when there is no such interface, EADDRNOTAVAIL
+    when it has no IPv4 address."""
+    name = interface.encode()
+    if not name or len(name) >= IFNAMSIZ or b"\0" in name:
+        raise OSError(errno.ENODEV, "No such device")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifreq = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("16s16x", name))
+    finally:
+        probe.close()
+    return socket.inet_ntoa(ifreq[20:24])  # ifr_addr: family, port, then the address
+
+
+def no_such_interface(interface):
+    return (f"interface {interface} does not exist (--interface IF names the interface to "
+            f"answer DHCP on; `ip link` lists them)")
+
+
+class OncePer:
+    """Says yes to a key at most once per ``interval`` seconds, remembering
+    at most ``limit`` keys (the oldest are forgotten first)."""
+
+    def __init__(self, interval=60.0, limit=4096, clock=time.monotonic):
+        self.interval, self.limit, self.clock = interval, limit, clock
+        self.last = OrderedDict()  # key -> when last said yes, oldest first
+
+    def __call__(self, key):
+        now = self.clock()
+        while self.last and now - next(iter(self.last.values())) >= self.interval:
+            self.last.popitem(last=False)
+        if key in self.last:
+            return False
+        self.last[key] = now
+        if len(self.last) > self.limit:
+            self.last.popitem(last=False)
+        return True
 
 
 class ProxyDHCP(DatagramProtocol):
@@ -31,6 +78,9 @@ class ProxyDHCP(DatagramProtocol):
         self.reply_type = reply_type
         self.efi_binary = efi_binary
         self.known_only = known_only
+        # ROMs retry a DISCOVER about four times per boot, and reboot: say
+        # once a minute per machine that we have nothing for it.
+        self.worth_logging = OncePer(60.0)
 
     def datagramReceived(self, datagram, source):
         try:
@@ -56,8 +106,9 @@ class ProxyDHCP(DatagramProtocol):
             return None
         choice = policy.choose(options, mac, self.appliance.server_url, self.efi_binary)
         if choice is None:
-            log.info("%s : no boot file for %s architecture %s: not answered", mac,
-                     client_class, arch)
+            level = logging.INFO if self.worth_logging((mac, client_class, arch)) else logging.DEBUG
+            log.log(level, "%s : no boot file for %s architecture %s: not answered", mac,
+                    client_class, arch)
             return None
         log.info("%s : proxyDHCP %s for %s (architecture %s): %s", mac,
                  MESSAGE_NAMES[self.reply_type], choice.client, arch, choice.boot_file)
