@@ -225,6 +225,9 @@ def test_undefined_variable_names_variable_path_and_line(render):
     ('x\n\n$a.c.', 3, "undefined member 'c'"),
     ('one\n{% if True %}\nthree\n${1/0}\n{% end %}', 4, 'ZeroDivisionError: division by zero'),
     ('one\n${int("x")}', 2, "ValueError: invalid literal for int() with base 10: 'x'"),
+    # {% python %} blocks: Genshi numbers them from the line after the block.
+    ('a\n{% python\nx = 1\ny = 1/0\n%}\nend\n', 4, 'ZeroDivisionError: division by zero'),
+    ('a\n{% if True %}\n{% python y = Foo %}\n{% end %}\n', 3, "undefined variable 'Foo'"),
 ])
 def test_render_errors_name_line_and_cause(render, source, line, cause):
     exc = error(render, source)

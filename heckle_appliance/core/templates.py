@@ -33,7 +33,7 @@ import traceback
 from typing import NamedTuple
 
 from genshi.template import NewTextTemplate
-from genshi.template.base import EXPR, SUB, TemplateSyntaxError
+from genshi.template.base import EXEC, EXPR, SUB, TemplateSyntaxError
 from genshi.template.eval import UndefinedError
 from genshi.template.interpolation import NAMECHARS, NAMESTART, token_re
 
@@ -182,6 +182,7 @@ class _Layout:
             return bisect.bisect_left(newlines, offset) + 1
 
         self.expression_lines = []  # one per EXPR event, in stream order
+        self.suite_lines = []  # first code line of each {% python %} block (EXEC event)
         self.directive_lines = {}  # Genshi's line for a directive -> true line
         self.boundaries = []  # (end offset, line) of expressions and directives
         genshi_line = 1
@@ -196,16 +197,20 @@ class _Layout:
             else:
                 genshi_line += len(piece.group().splitlines())
                 self.directive_lines[genshi_line] = line(piece.start())
+                if piece.group(2) == 'python':
+                    self.suite_lines.append(line(piece.start(3)))
                 self.boundaries.append((piece.end(), line(piece.start())))
 
     def relabel(self, stream):
         """Put true lines into a freshly parsed stream, for errors and tracebacks."""
-        expressions = []
+        expressions, suites = [], []
 
         def visit(events):
             for kind, data, _ in events:
                 if kind is EXPR:
                     expressions.append(data)
+                elif kind is EXEC:
+                    suites.append(data)
                 elif kind is SUB:
                     directives, substream = data
                     for index, (order, cls, value, namespaces, (path, line, column)) \
@@ -215,8 +220,9 @@ class _Layout:
                     visit(substream)
 
         visit(stream)
-        for expression, line in zip(expressions, self.expression_lines, strict=True):
-            expression.code = expression.code.replace(co_firstlineno=line)
+        for code, line in zip(expressions + suites, self.expression_lines + self.suite_lines,
+                              strict=True):
+            code.code = code.code.replace(co_firstlineno=line)
 
     def first_rejected(self, source, lookup):
         """Line of the first expression or directive that Genshi rejects.
