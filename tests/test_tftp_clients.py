@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 import tftpy
-from tftp_helpers import FILES, IMAGE, server  # noqa: F401 (fixture)
+from tftp_helpers import FILES, IMAGE, make_repository, server, start  # noqa: F401 (fixture)
 
 
 def run(cmd):
@@ -68,16 +68,26 @@ def test_client_downloads_intact(server, tmp_path, client, name):
     assert sha(received(dest)) == sha(FILES[name])
 
 
-@pytest.mark.parametrize("client", ["curl-512", "atftp-512-windowsize-8"])
-def test_block_numbers_roll_over_past_65535(server, tmp_path, client):
+ROLLOVER = {  # at blksize 512 (tftp-hpa asks no options: 512)
+    "curl-512": CLIENTS["curl-512"],
+    "atftp-512-windowsize-8": lambda server, name, dest: atftp(server, name, dest, 512, 8),
+    "tftp-hpa": tftp_hpa,
+    "tftpy-512": tftpy_client,
+}
+
+
+@pytest.fixture(scope="module")
+def rollover(server):
     data = bytes(range(256)) * (65536 * 2) + b"!"  # 65536 blocks of 512 and one byte
     (server.repo / "static" / "rollover.bin").write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize("client", ROLLOVER)
+def test_block_numbers_roll_over_past_65535(server, rollover, tmp_path, client):
     dest = tmp_path / "got"
-    if client == "curl-512":
-        curl(server, "rollover.bin", dest, 512)
-    else:
-        atftp(server, "rollover.bin", dest, blksize=512, windowsize=8)
-    assert received(dest) == data
+    ROLLOVER[client](server, "rollover.bin", dest)
+    assert received(dest) == rollover
 
 
 def test_netascii_is_converted_and_read_back_by_tftp_hpa(server, tmp_path):
@@ -86,16 +96,28 @@ def test_netascii_is_converted_and_read_back_by_tftp_hpa(server, tmp_path):
     assert received(dest) == FILES["small.txt"]
 
 
-def test_rendered_dynamic_file_is_what_http_serves_and_counts_alike(server, tmp_path):
-    node = "127.0.0.2"
-    server.allocate(node, image=IMAGE)
+@pytest.fixture(scope="module")
+def node_server(tmp_path_factory):
+    """An appliance on which 127.0.0.1 is an allocated node: not every client
+    can pick its source address, and dynamic files are rendered per node."""
+    running = start(make_repository(tmp_path_factory.mktemp("tftp-node") / "repository"))
+    running.allocate("127.0.0.1", image=IMAGE)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_rendered_dynamic_file_is_what_http_serves_and_counts_alike(node_server, tmp_path,
+                                                                     client):
+    node = "127.0.0.1"
+    counts = node_server.get("/dump").json()[node]["Counts"].get("/node.env", 0)
     dest = tmp_path / "got"
-    curl(server, "dynamic/node.env", dest, 1428, source=node)
-    over_http = server.get("/dynamic/node.env", source=node)
+    CLIENTS[client](node_server, "dynamic/node.env", dest)
+    over_http = node_server.get("/dynamic/node.env", source=node)
     assert over_http.status == 200
     assert received(dest) == over_http.body
-    assert b"NODE_ADDRESS=127.0.0.2\n" in over_http.body
-    assert server.get("/dump").json()[node]["Counts"]["/node.env"] == 2
+    assert b"NODE_ADDRESS=127.0.0.1\n" in over_http.body
+    assert node_server.get("/dump").json()[node]["Counts"]["/node.env"] == counts + 2
 
 
 def test_bootconfig_over_tftp_is_rendered_per_fetch(server, tmp_path):

@@ -8,11 +8,14 @@ the one the test receives next.
 
 import os
 import random
+import socket
 import struct
 
 import pytest
-from tftp_helpers import (DATA, ERROR, FILES, IMAGE, OACK, WRQ, Raw, error_of,
-                          first_reply, raw, rrq, server)  # noqa: F401
+from tftp_helpers import (ACK, DATA, ERROR, FILES, IMAGE, OACK, WRQ, Packet, Raw, error_of,
+                          first_reply, make_repository, raw, rrq, server, start)  # noqa: F401
+
+from heckle_appliance.tftp.server import MAX_PER_CLIENT, MAX_PROBES
 
 
 def test_no_options_gets_data_1_at_once(raw):
@@ -73,6 +76,54 @@ def test_tsize_probe_then_error_8_then_the_real_request_counts_once(server):
     assert f"bootconfig to {node}: " not in server.log()  # no warning about the probe
 
 
+def test_tsize_probe_is_remembered_under_the_normalised_name(server):
+    node = "127.0.0.25"
+    server.allocate(node, image=IMAGE)
+    client = Raw(server, source=node)
+    probe = client.request("/bootconfig", tsize=0)
+    client.send(struct.pack("!HH", ERROR, 8) + b"tsize probe\0", probe.port)
+    data, first = client.download("\\bootconfig", tsize=0)
+    assert data == f"#!ipxe\necho boot 0 of {node}\n".encode()
+    assert server.get("/dump").json()[node]["Counts"]["bootconfig"] == 1  # rendered once
+    client.close()
+
+
+def open_files_under(server, folder):
+    fds = f"/proc/{server.proc.pid}/fd"
+    targets = (os.path.realpath(os.path.join(fds, fd)) for fd in os.listdir(fds))
+    return sum(target.startswith(str(folder) + os.sep) for target in targets)
+
+
+def test_remembered_probes_are_capped(server):
+    folder = server.repo / "static" / "probes"
+    folder.mkdir()
+    for n in range(MAX_PROBES + 72):
+        (folder / f"{n}.bin").write_bytes(b"x" * n)
+    client = Raw(server, source="127.0.0.26")
+    for n in range(MAX_PROBES + 72):
+        probe = client.request(f"probes/{n}.bin", tsize=0)
+        assert probe.options == {"tsize": str(n)}
+        client.send(struct.pack("!HH", ERROR, 8) + b"tsize probe\0", probe.port)
+    # A request from the same TID makes the server read the last ERROR 8 first.
+    assert client.download("small.txt")[0] == FILES["small.txt"]
+    assert open_files_under(server, os.path.realpath(folder)) == MAX_PROBES
+    client.close()
+
+
+def test_one_client_address_runs_a_bounded_number_of_transfers(server):
+    clients = [Raw(server, source="127.0.0.27") for _ in range(MAX_PER_CLIENT + 1)]
+    firsts = [client.request("three.bin") for client in clients]
+    assert [first.opcode for first in firsts] == [DATA] * MAX_PER_CLIENT + [ERROR]
+    assert "too many transfers from 127.0.0.27" in firsts[-1].message
+    other = Raw(server, source="127.0.0.28")
+    assert other.download("small.txt")[0] == FILES["small.txt"]
+    for client, first in zip(clients, firsts):
+        if first.opcode == DATA:
+            client.send(struct.pack("!HH", ERROR, 0) + b"enough\0", first.port)
+        client.close()
+    other.close()
+
+
 def test_windowsize_sends_a_window_and_resumes_after_a_partial_ack(raw):
     oack = raw.request("twenty.bin", windowsize=4)
     assert oack.options == {"windowsize": "4"}
@@ -116,6 +167,41 @@ def test_duplicate_request_does_not_start_a_second_transfer(raw):
     assert (second.opcode, second.number, second.port) == (DATA, 2, first.port)
 
 
+def test_a_new_request_from_the_tid_of_a_running_transfer_replaces_it(raw, server):
+    first = raw.request("three.bin")
+    raw.ack(1, first.port)
+    assert raw.recv().number == 2
+    raw.send(rrq("small.txt"))  # the client gave up on three.bin and asks for another file
+    new = raw.recv()
+    assert (new.opcode, new.number, new.payload) == (DATA, 1, FILES["small.txt"])
+    assert new.port != first.port
+    raw.ack(1, new.port)
+    assert ("three.bin to 127.0.0.1: the client moved on to a new request at block 2 of 3"
+            in server.log())
+
+
+def test_the_same_request_once_the_client_has_acked_starts_over(raw):
+    first = raw.request("twenty.bin")
+    for block in (1, 2):
+        raw.ack(block, first.port)
+        assert raw.recv().number == block + 1
+    again = raw.request("twenty.bin")  # e.g. a PXE ROM restarting its download
+    assert (again.opcode, again.number, again.payload) == (DATA, 1, FILES["twenty.bin"][:512])
+    assert again.port != first.port
+
+
+def test_a_retransmitted_request_after_the_first_ack_is_still_a_retransmission(raw):
+    # Sent before the client got DATA 1, read by the server after the ACK of it.
+    first = raw.request("three.bin")
+    raw.ack(1, first.port)
+    raw.send(rrq("three.bin"))
+    second = raw.recv()
+    assert (second.number, second.port) == (2, first.port)
+    raw.ack(2, first.port)
+    third = raw.recv()
+    assert (third.number, third.port, third.payload) == (3, first.port, FILES["three.bin"][1024:])
+
+
 def test_unanswered_block_is_sent_again(raw):
     oack = raw.request("three.bin", timeout=1)
     raw.ack(0, oack.port)
@@ -144,9 +230,8 @@ def test_write_request_is_refused(raw):
 @pytest.mark.parametrize("datagram", [
     b"", b"\x00", b"\x00\x01", b"\x00\x09abc\x00octet\x00", b"\x00\x03\x00\x01data",
     b"\x00\x04\x00\x01", b"\x00\x06blksize\x00512\x00", b"\x00\x01noterminator",
-    b"\x00\x01file\x00octet\x00blksize\x00", b"\x00\x01file\x00octet\x00blksize\x00\x00512\x00",
-    b"\x00\x01file\x00octet\x00garbage",
     b"\x00\x01caf\xc3\xa9\x00octet\x00", b"\x00\x01file\x00\x00",
+    b"\x00\x01small.txt\x00oct\xe9t\x00", b"\x00\x01\x00octet\x00",
 ])
 def test_malformed_requests_get_error_4_and_the_server_goes_on(raw, datagram):
     raw.send(datagram)
@@ -154,6 +239,26 @@ def test_malformed_requests_get_error_4_and_the_server_goes_on(raw, datagram):
     assert code == 4 and message
     data, _ = raw.download("small.txt")
     assert data == FILES["small.txt"]
+
+
+# RFC 2347: a server ignores options it does not know; nothing after the mode
+# can spoil a request whose filename and mode are good.
+@pytest.mark.parametrize("tail, options", [
+    (b"x-vendor\x00caf\xc3\xa9\x00", None),  # an unknown option with a non-ASCII value
+    (b"x-vendor\x00caf\xc3\xa9\x00tsize\x000\x00", {"tsize": "32"}),
+    (b"\xc3\xa9\x001\x00blksize\x00100\x00", {"blksize": "100"}),  # a non-ASCII name
+    (b"tsize\x000\x00\xff\xfe junk", {"tsize": "32"}),  # unterminated junk after the options
+    (b"garbage", None), (b"blksize\x00", None), (b"blksize\x00\x00512\x00", None),
+    (b"\x00tsize\x000\x00", None),  # an empty name: the pairs after it are off by one
+    (b"blksize\x00100\x00BLKSIZE\x00200\x00", {"blksize": "100"}),  # the first one counts
+])
+def test_unknown_undecodable_or_junk_options_are_ignored(raw, tail, options):
+    data, first = raw.fetch(rrq("small.txt") + tail)
+    assert data == FILES["small.txt"]
+    if options is None:
+        assert first.opcode == DATA
+    else:
+        assert (first.opcode, first.options) == (OACK, options)
 
 
 def test_error_packet_to_the_listener_is_not_answered(raw):
@@ -172,6 +277,10 @@ def test_illegal_packet_on_a_transfer_ends_it_with_error_4(raw, datagram):
 def test_padding_after_the_request_is_tolerated(raw):
     raw.send(rrq("small.txt") + b"\0\0\0")
     assert raw.recv().payload == FILES["small.txt"]
+
+
+def test_a_request_ending_with_its_mode_may_lack_the_last_nul(raw):
+    assert raw.fetch(rrq("small.txt")[:-1])[0] == FILES["small.txt"]
 
 
 @pytest.mark.parametrize("mode", ["OCTET", "Octet", "octet"])
@@ -237,6 +346,7 @@ def test_render_error_is_reported_to_client_and_log(server):
 def test_boot_storm_shares_one_descriptor_and_every_client_gets_the_file(server):
     clients = [Raw(server, source=f"127.0.1.{n}") for n in range(1, 201)]
     firsts = [client.request("twenty.bin") for client in clients]
+    assert len({first.port for first in firsts}) == len(firsts)  # a port (TID) each
     path = os.path.realpath(server.repo / "static" / "twenty.bin")
     fds = f"/proc/{server.proc.pid}/fd"
     opened = [fd for fd in os.listdir(fds) if os.path.realpath(os.path.join(fds, fd)) == path]
@@ -281,3 +391,49 @@ def test_random_datagrams_crash_nothing(server):
     victim.close()
     assert Raw(server).download("twenty.bin")[0] == FILES["twenty.bin"]
     assert "internal error" not in server.log()
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module", params=["", "::"], ids=["ipv4-any", "dual-stack-any"])
+def all_addresses(request, tmp_path_factory):
+    """The appliance listening on every address (--listen '' or '::')."""
+    if request.param == "::" and not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    root = make_repository(tmp_path_factory.mktemp("tftp-any") / "repository")
+    running = start(root, "--listen", request.param)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "127.0.0.3", "::1"])
+def test_listening_on_every_address_answers_from_the_address_asked(all_addresses, address):
+    if ":" in address and "::" not in all_addresses.args:
+        pytest.skip("an IPv4 listener")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        client.bind(("::1" if ":" in address else "127.0.0.1", 0))
+        client.settimeout(10)
+        client.sendto(rrq("three.bin"), (address, all_addresses.tftp_port))
+        received = bytearray()
+        while True:
+            datagram, source = client.recvfrom(1000)
+            assert source[0] == address
+            packet = Packet(datagram, source[1])
+            assert packet.opcode == DATA
+            received += packet.payload
+            client.sendto(struct.pack("!HH", ACK, packet.number), source)
+            if len(packet.payload) < 512:
+                break
+        assert received == FILES["three.bin"]
+        client.sendto(rrq("no-such-file"), (address, all_addresses.tftp_port))
+        datagram, source = client.recvfrom(1000)
+        assert source[:2] == (address, all_addresses.tftp_port)  # the listener's ERROR too
+        assert error_of(Packet(datagram, source[1]))[0] == 1

@@ -12,11 +12,13 @@ import socket
 import struct
 
 import pytest
+from twisted.internet.task import Clock
 
 from heckle_appliance.tftp import transfer as transfer_module
 from heckle_appliance.tftp.options import Settings
 from heckle_appliance.tftp.source import FileCache, Memory
-from heckle_appliance.tftp.transfer import DONE, Transfer, open_sockets
+from heckle_appliance.tftp.transfer import (DONE, FAILED, MAX_TRIES, STALL_LIMIT, Transfer,
+                                            open_sockets)
 
 DATA, ACK = 3, 4
 RNG = random.Random(7)
@@ -36,6 +38,16 @@ class Reactor:
 class Timer:
     def active(self):
         return False
+
+
+class ClockReactor(Clock):
+    """Twisted's own test clock, standing in for the reactor's timers."""
+
+    def addReader(self, reader):
+        pass
+
+    def removeReader(self, reader):
+        pass
 
 
 class Counting:
@@ -174,3 +186,56 @@ def test_memory_and_file_readinto_agree(tmp_path):
             assert b"".join(buffers) == payload[100:4196]
     finally:
         shared.release()
+
+
+def test_concurrent_transfers_never_share_a_port():
+    # With SO_REUSEADDR set before bind(port 0), Linux may hand out a port
+    # that other SO_REUSEADDR sockets hold: 1000 transfers had ~20 shared ports.
+    count = 1000
+    peer = ("127.0.0.1", 9)
+    pairs = []
+    try:
+        for _ in range(count):
+            pairs.append(open_sockets(socket.AF_INET, "127.0.0.1", peer))
+        ports = [connected.getsockname()[1] for connected, _ in pairs]
+        assert len(set(ports)) == count
+        assert all(strangers.getsockname() == connected.getsockname()
+                   for connected, strangers in pairs)
+        # Nothing else can take a transfer's port, even with SO_REUSEADDR.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+            intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError):
+                intruder.bind(("127.0.0.1", ports[0]))
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+
+
+@pytest.mark.parametrize("timeout, resends, ends_at", [
+    (1, MAX_TRIES, 6), (5, MAX_TRIES, 30), (7, 4, STALL_LIMIT), (255, 0, STALL_LIMIT)])
+def test_a_silent_client_is_given_up_within_the_stall_limit(timeout, resends, ends_at):
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.setblocking(False)
+    clock, outcomes = ClockReactor(), []
+    transfer = Transfer(client.getsockname(), "test", Memory(b"x" * 2000),
+                        Settings(blksize=512, windowsize=1, timeout=float(timeout)),
+                        None, clock, lambda done, outcome: outcomes.append(outcome))
+    transfer.begin(open_sockets(socket.AF_INET, "127.0.0.1", client.getsockname()))
+    try:
+        while not outcomes and clock.seconds() < 2000:
+            clock.advance(0.5)
+        assert (outcomes, clock.seconds()) == ([FAILED], ends_at)
+        received = []
+        while True:
+            try:
+                received.append(client.recv(1000))
+            except BlockingIOError:
+                break
+        assert received[:-1] == [received[0]] * (1 + resends)  # DATA 1, then its resends
+        assert received[0][:4] == struct.pack("!HH", DATA, 1)
+        assert received[-1].startswith(b"\x00\x05\x00\x00timed out")
+    finally:
+        transfer.stop()
+        client.close()

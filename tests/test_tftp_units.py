@@ -1,12 +1,16 @@
 """The socket-free parts of the TFTP adapter: negotiation, codec, shared files."""
 
 import os
+import random
+import tracemalloc
 
 import pytest
+from conftest import copy_example
 
+from heckle_appliance.core.appliance import Appliance
 from heckle_appliance.tftp import packets
 from heckle_appliance.tftp.options import Limits, negotiate
-from heckle_appliance.tftp.source import FileCache, to_netascii
+from heckle_appliance.tftp.source import FileCache, Memory, Netascii, Source, to_netascii
 
 
 def test_no_options_means_lockstep_512_and_no_oack():
@@ -48,6 +52,43 @@ def test_oack_encoding():
 
 def test_netascii_conversion():
     assert to_netascii(b"a\nb\r\nc\r") == b"a\r\nb\r\0\r\nc\r\0"
+
+
+def test_netascii_blocks_match_the_whole_conversion_at_any_offset(tmp_path):
+    rng = random.Random(5)
+    for size in (0, 1, 4095, 4096, 4097, 3 * 4096 + 17, 200000):
+        data = bytes(rng.choice(b"ab\r\n") for _ in range(size))
+        whole = to_netascii(data)
+        path = tmp_path / f"text{size}"
+        path.write_bytes(data)
+        shared = FileCache().open(str(path))
+        for content in (Netascii(Memory(data)), Netascii(shared)):
+            assert content.size == len(whole)
+            for _ in range(200):
+                offset, length = rng.randrange(len(whole) + 2), rng.choice([1, 8, 512, 1468])
+                assert bytes(content.read(length, offset)) == whole[offset:offset + length]
+            content.release()
+
+
+def test_netascii_transfers_hold_no_copy_of_the_file(tmp_path):
+    repo = copy_example(tmp_path / "repository")
+    (repo / "static" / "newlines.txt").write_bytes(b"\n" * (1 << 20))
+    source = Source(Appliance(str(repo), "http://127.0.0.1", lambda *args, **kw: None))
+    opened = [source.open("127.0.0.1", "newlines.txt", "netascii")]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        opened += [source.open("127.0.0.1", "newlines.txt", "netascii") for _ in range(50)]
+        blocks = [bytes(content.read(1428, 1428 * 700)) for content in opened]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        for content in opened:
+            content.release()
+    assert opened[-1].size == 2 << 20
+    assert blocks == [b"\r\n" * 714] * len(opened)
+    # Each used to hold its own 2 MiB converted copy: 100 MiB here.
+    assert held < 50 * 16 * 1024
 
 
 def test_file_cache_shares_one_descriptor_per_version(tmp_path):

@@ -124,7 +124,12 @@ class Raw:
 
     def download(self, name, mode="octet", **options):
         """(content, first reply) of a lockstep download driven by hand."""
-        first = reply = self.request(name, mode, **options)
+        return self.fetch(rrq(name, mode, **options))
+
+    def fetch(self, datagram):
+        """(content, first reply) of the lockstep download ``datagram`` asks for."""
+        self.send(datagram)
+        first = reply = self.recv()
         blksize = 512
         if first.opcode == OACK:
             blksize = int(first.options.get("blksize", 512))

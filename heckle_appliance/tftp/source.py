@@ -10,6 +10,8 @@ The node is the request's source address: TFTP carries no MAC.
 import functools
 import logging
 import os
+from array import array
+from bisect import bisect_right
 
 from ..core.appliance import NotAllocated, RenderFailed
 from ..core.repository import Forbidden, NotFound
@@ -17,9 +19,10 @@ from . import packets
 
 log = logging.getLogger("heckle")
 
-# netascii needs the whole file converted up front (the CR/LF expansion moves
-# every later offset), so it is held in memory: only for text-sized files.
-NETASCII_LIMIT = 1 << 20
+# netascii is converted as it is sent (see Netascii), but finding where each
+# block starts takes one pass over the file when it is first asked for, on
+# the reactor: only for files of a reasonable size.
+NETASCII_LIMIT = 64 << 20
 
 
 class Refused(Exception):
@@ -68,6 +71,7 @@ class SharedFile:
         self.stamp = FileCache.stamp(stat)
         self.size = stat.st_size
         self.users = 0
+        self.netascii = None  # the Netascii layout of this version, once asked for
         # read(size, offset): a partial is called from C, cheaper than a method.
         self.read = functools.partial(os.pread, fd)
         # readinto(buffers, offset): consecutive blocks into their places in
@@ -108,6 +112,58 @@ class FileCache:
 def to_netascii(data):
     """RFC 764: CR becomes CR NUL, LF becomes CR LF."""
     return data.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+
+
+class Netascii:
+    """A content in netascii, converted a block at a time as it is sent.
+
+    Each CR and LF of the original takes two bytes in netascii, so a block's
+    place in the original is found through checkpoints: the netascii offset
+    of every CHUNK-th original byte, an array of 8 bytes per CHUNK built in
+    one pass and shared by every transfer of the same file version. A block
+    is read and converted from the checkpoint before it, so a transfer holds
+    nothing of its own beyond this object, and a read converts at most
+    2 x CHUNK + one block of the original.
+    """
+
+    CHUNK = 4096
+    SCAN = 256 * CHUNK  # bytes read at a time while building the checkpoints
+
+    def __init__(self, content):
+        self._content = content
+        layout = getattr(content, "netascii", None)
+        if layout is None:
+            layout = self.layout(content)
+            if isinstance(content, SharedFile):
+                content.netascii = layout
+        self.checkpoints, self.size = layout
+
+    @classmethod
+    def layout(cls, content):
+        """(checkpoints, netascii size) of ``content``."""
+        checkpoints = array("Q")
+        converted = 0
+        for start in range(0, content.size, cls.SCAN):
+            data = bytes(content.read(cls.SCAN, start))
+            for at in range(0, len(data), cls.CHUNK):
+                checkpoints.append(converted)
+                end = at + cls.CHUNK
+                converted += (min(end, len(data)) - at + data.count(b"\r", at, end)
+                              + data.count(b"\n", at, end))
+        return checkpoints, converted
+
+    def read(self, size, offset):
+        checkpoints = self.checkpoints
+        chunk = bisect_right(checkpoints, offset) - 1
+        if chunk < 0:
+            return b""  # an empty file
+        skip = offset - checkpoints[chunk]
+        # Every original byte gives at least one: skip + size of them suffice.
+        original = self._content.read(skip + size, chunk * self.CHUNK)
+        return to_netascii(bytes(original))[skip:skip + size]
+
+    def release(self):
+        self._content.release()
 
 
 def normalise(filename):
@@ -154,6 +210,10 @@ class Source:
                 raise Refused(packets.NOT_DEFINED,
                               f"{name}: netascii is served for files up to "
                               f"{NETASCII_LIMIT} bytes; ask for octet mode")
-            return Memory(to_netascii(bytes(content.read(content.size, 0))))
-        finally:
+            return Netascii(content)
+        except OSError as exc:
             content.release()
+            raise Refused(packets.ACCESS_VIOLATION, f"cannot read {name}: {exc.strerror}") from None
+        except BaseException:
+            content.release()
+            raise

@@ -14,8 +14,9 @@ between the headers packed there, and the kernel cuts it into datagrams.
 Speed comes from the socket layout. The transfer's socket is connected to
 the client, so the kernel filters by TID and the hot loop uses recv/send
 (no address objects per packet, cheaper syscalls); a second socket bound to
-the same port with SO_REUSEADDR gets only what the connected one does not
-match, i.e. strangers, and answers them ERROR 5. Both are reactor readers of
+the same port gets only what the connected one does not match, i.e.
+strangers, and answers them ERROR 5 (see open_sockets for how the two share
+a port that nothing else can have). Both are reactor readers of
 their own rather than twisted udp.Ports, whose per-datagram overhead was as
 large as all of our own work; doRead answers a run of ACKs in one loop.
 That loop matters: when the client shares our CPU it usually answers before
@@ -38,6 +39,10 @@ from .packets import ACK, DATA, ERROR_OPCODE, HEADER
 log = logging.getLogger("heckle")
 
 MAX_TRIES = 5  # retransmissions of one window before giving up
+# Seconds without progress after which a transfer is given up whatever
+# timeout the client negotiated (RFC 2349 allows up to 255 s: with MAX_TRIES
+# that would be 6 x 255 s, 25 minutes, of a silent client holding a slot).
+STALL_LIMIT = 30.0
 # Datagrams handled per doRead before the reactor gets its turn back, so a
 # fast client cannot starve the other transfers.
 BURST = 64
@@ -47,7 +52,7 @@ MAX_DATAGRAM = 1024
 # datagram is dealt with before the next one is read.
 _received = bytearray(MAX_DATAGRAM)
 
-DONE, PROBED, FAILED = "done", "probed", "failed"
+DONE, PROBED, FAILED, ABANDONED = "done", "probed", "failed", "abandoned"
 
 pack_header = HEADER.pack
 pack_header_into = HEADER.pack_into
@@ -96,22 +101,34 @@ def _gso_slots(segment, per_send):
     return slots
 
 
-def open_sockets(family, interface, peer):
-    """(connected socket, stranger socket) sharing one fresh port."""
-    opened = []
+def open_sockets(family, host, peer, scope_id=0):
+    """(connected socket, stranger socket) sharing one fresh port on ``host``.
+
+    The connected socket is bound without SO_REUSEADDR, so the kernel picks
+    a port nothing else holds (bound with the flag, it may pick one that
+    other SO_REUSEADDR sockets hold, such as another transfer's). The flag is
+    then set on both just long enough for the twin to bind the same port,
+    and cleared: while it is off, no later socket can bind that port.
+    ``scope_id`` is for an IPv6 link-local ``host``.
+    """
+    reuse = (socket.SOL_SOCKET, socket.SO_REUSEADDR)
+    connected = socket.socket(family, socket.SOCK_DGRAM)
+    strangers = None
     try:
-        for _ in range(2):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            opened.append(sock)
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        connected, strangers = opened
-        connected.bind((interface, 0))
-        connected.connect(peer)
+        connected.setblocking(False)
+        connected.bind((host, 0) if family == socket.AF_INET else (host, 0, 0, scope_id))
+        connected.setsockopt(*reuse, 1)
+        strangers = socket.socket(family, socket.SOCK_DGRAM)
+        strangers.setblocking(False)
+        strangers.setsockopt(*reuse, 1)
         strangers.bind(connected.getsockname())
+        for sock in (connected, strangers):
+            sock.setsockopt(*reuse, 0)
+        connected.connect(peer)
     except OSError:
-        for sock in opened:
-            sock.close()
+        for sock in (connected, strangers):
+            if sock is not None:
+                sock.close()
         raise
     return connected, strangers
 
@@ -119,11 +136,13 @@ def open_sockets(family, interface, peer):
 @implementer(IReadDescriptor)
 class Transfer:
     __slots__ = ("peer", "label", "content", "blksize", "window", "timeout", "last_block",
-                 "acked", "sent", "tries", "_oack", "_progress_seen", "_reactor", "_on_end",
-                 "_socket", "_strangers", "_send", "_read", "_timer", "_gso")
+                 "acked", "sent", "tries", "stalled", "request", "_oack", "_progress_seen",
+                 "_period", "_reactor", "_on_end", "_socket", "_strangers", "_send", "_read",
+                 "_timer", "_gso")
 
-    def __init__(self, peer, label, content, settings, oack, reactor, on_end):
+    def __init__(self, peer, label, content, settings, oack, reactor, on_end, request=None):
         self.peer = peer
+        self.request = request  # the datagram that asked for this transfer
         self.label = label  # "<file> to <node>", for the log
         self.content = content
         self.blksize = settings.blksize
@@ -135,6 +154,8 @@ class Transfer:
         self.acked = -1 if oack else 0
         self.sent = 0
         self.tries = 0
+        self.stalled = 0.0  # seconds the timer has seen no progress
+        self._period = self.timeout  # the delay the timer was last set for
         self._progress_seen = None  # self.acked when the timer last looked
         self._reactor = reactor
         self._on_end = on_end
@@ -155,7 +176,7 @@ class Transfer:
         self._send_window()
         if self._socket is not None:
             self._progress_seen = self.acked
-            self._timer = self._reactor.callLater(self.timeout, self._expired)
+            self._set_timer()
 
     # IReadDescriptor
 
@@ -294,26 +315,46 @@ class Transfer:
             number += count
         return number
 
+    def _set_timer(self):
+        # Never past STALL_LIMIT of silence, whatever the negotiated timeout.
+        self._period = min(self.timeout, STALL_LIMIT - self.stalled)
+        self._timer = self._reactor.callLater(self._period, self._expired)
+
     def _expired(self):
         """Once per timeout: resend the window if no ACK has moved it since last time.
 
         Looking at progress here, rather than timestamping every send, keeps
         the clock off the per-block path; a lost block is resent after one
-        to two timeouts.
+        to two timeouts. The transfer is given up after MAX_TRIES resends or
+        STALL_LIMIT (30) seconds without progress, whichever comes first;
+        as silence is counted from the first tick that sees none, a silent
+        client holds its transfer at most one timeout period longer, so
+        never more than 2 x STALL_LIMIT (60 s), however long its timeout.
         """
         if self.acked != self._progress_seen:
             self._progress_seen = self.acked
             self.tries = 0
+            self.stalled = 0.0
         else:
             self.tries += 1
-            if self.tries > MAX_TRIES:
+            self.stalled += self._period
+            if self.tries > MAX_TRIES or self.stalled >= STALL_LIMIT:
                 self._abort(packets.NOT_DEFINED, "timed out",
-                            f"no answer after {MAX_TRIES} retransmissions "
-                            f"(block {self.acked + 1} of {self.last_block})")
+                            f"no answer after {self.tries - 1} retransmissions in "
+                            f"{self.stalled:g} s (block {self.acked + 1} of {self.last_block})")
                 return
             self._send_window()
         if self._socket is not None:
-            self._timer = self._reactor.callLater(self.timeout, self._expired)
+            self._set_timer()
+
+    def answered(self):
+        """Whether the client has acknowledged more than our first packet.
+
+        A copy of the request that started the transfer can still be its
+        retransmission until then (sent before our first packet arrived and
+        read after the ACK for it); past that, it is a new request.
+        """
+        return self.acked > (0 if self._oack else 1)
 
     def _client_error(self, datagram):
         try:
@@ -362,6 +403,17 @@ class Transfer:
     def stop(self):
         """End the transfer without a word to the client (the service is stopping)."""
         self._end(FAILED)
+
+    def abandon(self):
+        """End the transfer without a word: its client has sent a new request.
+
+        An ERROR from this port could be taken by the client for the answer
+        to its new request, which has no TID yet.
+        """
+        if self._socket is not None:
+            log.info("tftp: %s: the client moved on to a new request at block %d of %d",
+                     self.label, self.acked + 1, self.last_block)
+            self._end(ABANDONED)
 
 
 @implementer(IReadDescriptor)
