@@ -45,6 +45,7 @@ class Config:
     interface: str | None = None  # bind the DHCP sockets to this interface only
     dhcp_known_only: bool = False  # answer only MACs allocated here
     efi_binary: str = "ipxe.efi"  # or snponly.efi, for UEFI clients
+    boot_file_on_4011: bool = False  # PXE offers name no file: clients ask on 4011
     log_level: str = "info"  # flunky.log's threshold: debug, info or warning
 
 
@@ -125,6 +126,9 @@ class ApplianceService(service.Service):
 
     def _start(self):
         config = self.config
+        if config.boot_file_on_4011 and config.dhcp_port and not config.pxe_port:
+            raise StartError("--boot-file-on-4011 sends PXE clients to port 4011 for their "
+                             "boot file, but --pxe-port 0 turns that port off")
         self.address = advertised_address(config)
         repository = Repository(config.repository)
         repository.check()

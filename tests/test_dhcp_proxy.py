@@ -17,8 +17,6 @@ pytestmark = needs_root
 # PXE 2.1 option 43 sub-options, and the discovery control bits we set.
 DISCOVERY_CONTROL, BOOT_SERVERS, BOOT_MENU, MENU_PROMPT, BOOT_ITEM = 6, 8, 9, 10, 71
 NO_BROADCAST, NO_MULTICAST, USE_OFFERED_FILE = 0x01, 0x02, 0x08
-FILE_IN_OFFER = USE_OFFERED_FILE | NO_BROADCAST | NO_MULTICAST  # the default
-FILE_ON_4011 = NO_BROADCAST | NO_MULTICAST  # --boot-file-on-4011: ask us, by unicast
 BOOT_SERVER_TYPE = 0x8000  # the first vendor-use type, as dnsmasq's first pxe-service
 LEASE_OPTIONS = ("subnet_mask", "router", "lease_time", "renewal_time", "rebinding_time")
 
@@ -57,14 +55,14 @@ def assert_proxy_offer(lab, reply, mac, boot_file, vendor=b"PXEClient", message_
     assert not [name for name in LEASE_OPTIONS if name in options]
 
 
-def assert_pxe_offer_options(lab, reply, control=FILE_IN_OFFER):
-    """Option 43 of a proxy offer: use the offered file (bit 3, unless
-    ``control`` says otherwise); for stacks that ignore bit 3 (or offers
-    without a file), a one-item menu, no prompt, and us as its boot
+def assert_pxe_offer_options(lab, reply):
+    """Option 43 of a proxy offer: use the offered file (bit 3); for stacks
+    that ignore bit 3, a one-item menu, no prompt, and us as its boot
     server, asked by unicast (broadcast and multicast discovery off)."""
     suboptions = pxe_suboptions(reply.options["vendor_specific"])
     assert set(suboptions) == {DISCOVERY_CONTROL, BOOT_SERVERS, BOOT_MENU, MENU_PROMPT}
-    assert suboptions[DISCOVERY_CONTROL] == bytes([control])
+    control, = suboptions[DISCOVERY_CONTROL]
+    assert control == USE_OFFERED_FILE | NO_BROADCAST | NO_MULTICAST
     assert boot_servers(suboptions[BOOT_SERVERS]) == [(BOOT_SERVER_TYPE, [lab.server_ip])]
     (kind, description), = boot_menu(suboptions[BOOT_MENU])
     assert kind == BOOT_SERVER_TYPE and description
@@ -212,6 +210,68 @@ def test_a_request_on_4011_gets_an_ack_unicast_from_4011(lab, client, number, op
     control = USE_OFFERED_FILE | NO_BROADCAST | NO_MULTICAST
     assert suboptions == {DISCOVERY_CONTROL: bytes([control]),
                           BOOT_ITEM: b"\x80\x00\x00\x00"}  # the item asked for, confirmed
+
+
+@pytest.fixture(scope="module")
+def on_4011_lab(tmp_path_factory):
+    with Lab(tmp_path_factory.mktemp("dhcp-4011"), ["--boot-file-on-4011"]).running() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def on_4011_client(on_4011_lab):
+    return on_4011_lab.client(68)
+
+
+@pytest.mark.parametrize("number, options, kind, boot_file", [
+    (0xd00, pxe_options(0), "BIOS PXE", "undionly.kpxe"),
+    (0xd01, pxe_options(7), "UEFI PXE", "ipxe.efi"),
+    (0xd02, ipxe_options(0), "iPXE", "http://{server}:{port}/bootconfig?mac={mac}"),
+], ids=["BIOS", "UEFI", "iPXE"])
+def test_with_boot_file_on_4011_the_offer_names_no_file_and_the_4011_ack_does(
+        on_4011_lab, on_4011_client, number, options, kind, boot_file):
+    """No file and no PXE vendor options in the offer (a BINL offer: with
+    any, EDK2 looks for a menu, and iPXE boots from one rather than ask):
+    the client sends a ProxyDHCP REQUEST to the server (option 54, us) on
+    4011, as iPXE and EDK2 do, without a boot item; the ACK carries the
+    file."""
+    lab, client, mac = on_4011_lab, on_4011_client, mac_of(number)
+    offer = discover(lab, client, mac, options)
+    assert offer.options["message-type"] == 2
+    assert offer.packet.yiaddr == "0.0.0.0"
+    assert offer.options["server_id"] == offer.packet.siaddr == lab.server_ip
+    assert offer.options["vendor_class_id"] == b"PXEClient"
+    assert "boot-file-name" not in offer.options
+    assert offer.packet.file == bytes(128)
+    assert offer.options["pxe_client_machine_identifier"] == GUID
+    assert_broadcast_offer(lab, offer)
+    assert "vendor_specific" not in offer.options
+    xid, datagram = dhcp(mac, [*options, (54, socket.inet_aton(offer.options["server_id"]))],
+                         message_type=3, ciaddr=lab.client_ip, flags=0)
+    client.send(datagram, (offer.options["server_id"], 4011))
+    ack, others = client.reply_to(xid)
+    assert others == []
+    boot_file = boot_file.format(server=lab.server_ip, port=HTTP_PORT, mac=mac)
+    assert_proxy_offer(lab, ack, mac, boot_file, message_type=5)
+    assert ack.source == (lab.server_ip, 4011)
+    assert (ack.destination, ack.port) == (lab.client_ip, 68)
+    assert BOOT_MENU not in pxe_suboptions(ack.options["vendor_specific"])
+    arch = 7 if number == 0xd01 else 0
+    offered = (f"{mac} : proxyDHCP OFFER for {kind} (architecture {arch}): no boot file, "
+               f"it is sent on request to port 4011")
+    acked = f"{mac} : proxyDHCP ACK for {kind} (architecture {arch}): {boot_file}"
+    log = lab.log()
+    assert offered in log and acked in log.split(offered, 1)[1], log
+
+
+def test_with_boot_file_on_4011_uefi_http_boot_still_gets_its_url_offered(on_4011_lab,
+                                                                           on_4011_client):
+    """HTTP boot has no 4011 round: its offer must name the URL."""
+    mac = mac_of(0xd10)
+    reply = discover(on_4011_lab, on_4011_client, mac, pxe_options(16, vendor="HTTPClient"))
+    url = f"http://{on_4011_lab.server_ip}:{HTTP_PORT}/static/ipxe.efi"
+    assert_proxy_offer(on_4011_lab, reply, mac, url, vendor=b"HTTPClient")
+    assert "vendor_specific" not in reply.options
 
 
 def test_what_is_not_ours_stays_unanswered(lab, client):

@@ -95,3 +95,13 @@ def test_an_interface_that_does_not_exist_is_named(namespace, tmp_path, address)
     assert line.endswith("interface nosuch0 does not exist (--interface IF names the interface "
                          "to answer DHCP on; `ip link` lists them)")
     assert "picks another port" not in line
+
+
+def test_boot_file_on_4011_needs_the_pxe_port(namespace, tmp_path):
+    """Offers that send PXE clients to 4011 for their file, with 4011 off."""
+    code, stderr, log = run(namespace[0], tmp_path, "--address", namespace[2],
+                            "--boot-file-on-4011", "--pxe-port", "0")
+    assert code == 1
+    assert stderr == ["flunkymaster: --boot-file-on-4011 sends PXE clients to port 4011 for "
+                      "their boot file, but --pxe-port 0 turns that port off"]
+    assert "started" not in log

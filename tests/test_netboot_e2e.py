@@ -81,13 +81,14 @@ def repository(tmp_path, boot_files):
 class Run:
     """What one netboot left behind: fctl's output and status, data.json, flunky.log."""
 
-    def __init__(self, tmp_path, repo, firmware, image):
+    def __init__(self, tmp_path, repo, firmware, image, appliance_args=()):
         absent = missing(firmware)
         assert not absent, f"missing: {', '.join(absent)} (qemu-system-x86 ipxe-qemu seabios ovmf)"
         output = tmp_path / "fctl.out"
-        with Lab(tmp_path, repo).running() as lab, open(output, "w") as out:
+        with Lab(tmp_path, repo, appliance_args).running() as lab, open(output, "w") as out:
             self.status, self.seconds = lab.netboot(firmware, image, MAC, out)
-        print(f"\n{firmware.name} {image}: power-on to fctl's verdict {self.seconds:.1f} s")
+        print(f"\n{' '.join([firmware.name, image, *appliance_args])}: power-on to fctl's "
+              f"verdict {self.seconds:.1f} s")
         self.lines = output.read_text().splitlines()
         self.record = json.loads((repo / "data.json").read_text())[MAC]
         self.log = (repo / "flunky.log").read_text()
@@ -115,8 +116,10 @@ def release(boot_files):
     return boot_files[0].parent.name.removeprefix("linux-image-")
 
 
-def installed(run, image, boot_files):
-    """The checks every successful variant shares; returns the node's IP."""
+def installed(run, image, boot_files, reply="OFFER"):
+    """The checks every successful variant shares; returns the node's IP.
+    ``reply``: the proxyDHCP message that gives iPXE its bootconfig URL
+    (``ACK``, on 4011, with --boot-file-on-4011)."""
     ip = run.record["IP"]
     low, high = (int(a.rsplit(".", 1)[1]) for a in LEASES)
     assert low <= int(ip.rsplit(".", 1)[1]) <= high  # the site's DHCP gave it
@@ -135,10 +138,10 @@ def installed(run, image, boot_files):
     assert run.record["Counts"]["bootconfig"] == 2 and run.record["Counts"]["install"] == 1
     run.log_lines_in_order(
         f"allocated {MAC} to image {image}",
-        f"{MAC} : proxyDHCP OFFER for iPXE (architecture {run.record['Arch']}): "
+        f"{MAC} : proxyDHCP {reply} for iPXE (architecture {run.record['Arch']}): "
         f"http://10.77.0.1:8080/bootconfig?mac={MAC}",
         f"{ip} ({MAC}) : {expected[1]}", f"{ip} ({MAC}) : Install finished, rebooting",
-        f"{MAC} : proxyDHCP OFFER for iPXE")
+        f"{MAC} : proxyDHCP {reply} for iPXE")
     return ip
 
 
@@ -170,6 +173,34 @@ def test_uefi_firmware_pxe_chainloads_ipxe_over_our_tftp(tmp_path, repository, b
                 f"{MAC} : proxyDHCP OFFER for iPXE (architecture 7)"]
     run.log_lines_in_order(*one_boot * 2)
     assert "NBP file downloaded successfully" in run.serial
+
+
+@pytest.mark.parametrize("firmware", [BIOS, UEFI_OWN_PXE], ids=["BIOS", "UEFI own PXE"])
+def test_boot_file_on_4011_boots_through_the_pxe_boot_server_exchange(
+        tmp_path, repository, boot_files, firmware):
+    """With --boot-file-on-4011 the offers name no boot file, so the
+    firmware (iPXE in the BIOS NIC's ROM; OVMF's own PXE client, then the
+    ipxe.efi it loads) asks us on 4011, on both boots, and the ACK gives it."""
+    run = Run(tmp_path, repository, firmware, "ipxe-demo", ["--boot-file-on-4011"])
+    ip = installed(run, "ipxe-demo", boot_files, reply="ACK")
+    arch = run.record["Arch"]
+
+    def exchange(client, boot_file):
+        return [f"{MAC} : proxyDHCP OFFER for {client} (architecture {arch}): no boot file, "
+                f"it is sent on request to port 4011",
+                f"{MAC} : proxyDHCP ACK for {client} (architecture {arch}): {boot_file}"]
+
+    one_boot = exchange("iPXE", f"http://10.77.0.1:8080/bootconfig?mac={MAC}")
+    if firmware is UEFI_OWN_PXE:
+        assert arch == 7
+        size = (Path("/usr/lib/ipxe") / "ipxe.efi").stat().st_size
+        one_boot = [*exchange("UEFI PXE", "ipxe.efi"),
+                    f"tftp: sent ipxe.efi to {ip} ({size} bytes)", *one_boot]
+    else:
+        assert arch == 0
+    run.log_lines_in_order(*one_boot * 2)
+    offers = re.findall(r"proxyDHCP OFFER for .*", run.log)
+    assert offers and all("no boot file" in line for line in offers), offers
 
 
 def test_pxelinux_bootconfig_boots_under_uefi(tmp_path, repository, boot_files):

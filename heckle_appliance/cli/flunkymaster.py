@@ -64,6 +64,10 @@ def parser(prog="flunkymaster"):
                         "PXE client; unallocated ones are told to boot from disk)")
     p.add_argument("--efi-binary", choices=EFI_BINARIES, default=EFI_BINARIES[0],
                    help="iPXE binary for UEFI clients (default %(default)s)")
+    p.add_argument("--boot-file-on-4011", action="store_true",
+                   help="name no boot file in PXE offers on port 67, so PXE clients ask "
+                        "for it on port 4011, as from a PXE boot server (default: the "
+                        "offer names it)")
     p.add_argument("--quiet", action="store_true", help="log to flunky.log only, not stderr")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                    help="least important events logged (default %(default)s; debug adds "
@@ -79,6 +83,7 @@ def config_from_args(args):
         tftp_port=args.tftp_port, ipxe_dir=args.ipxe_dir, tftp_max_blksize=args.tftp_max_blksize,
         dhcp_port=args.dhcp_port, pxe_port=args.pxe_port, interface=args.interface,
         dhcp_known_only=args.known_macs_only, efi_binary=args.efi_binary,
+        boot_file_on_4011=args.boot_file_on_4011,
         inactivity_timeout=args.inactivity_timeout, echo_log=not args.quiet,
         log_level=args.log_level)
 

@@ -1,6 +1,7 @@
 """What a proxyDHCP reply holds and where it is sent.
 
-A proxy reply names us as the boot server and carries the boot file, but no
+A proxy reply names us as the boot server and carries the boot file (or,
+with --boot-file-on-4011, a PXE offer leaves it to the 4011 ACK), but no
 address and no lease options: the site's DHCP server does that part.
 """
 
@@ -31,19 +32,28 @@ MENU_PROMPT = b"heckle-appliance"
 MENU_TIMEOUT = 0  # seconds: 0 picks the first (only) item without prompting
 
 
-def proxy_reply(request, message_type, server_ip, client_class, boot_file):
+def proxy_reply(request, message_type, server_ip, client_class, boot_file, with_file=True):
+    """The reply datagram.
+
+    Without ``with_file``, an offer names no boot file (no ``file``, no
+    option 67) and has no option 43: what EDK2 calls a BINL offer, whose
+    client asks the offer's server (us) on 4011, and our ACK carries the
+    file. Any PXE vendor option would spoil that: EDK2 takes an offer with
+    discovery options for a menu offer, finds no menu and stops; iPXE boots
+    from a menu rather than ask.
+    """
     options = [(53, bytes([message_type])), (54, socket.inet_aton(server_ip)),
                (60, client_class.encode())]
-    if client_class == PXE_CLIENT:
-        requested = request.options.get(43, b"")
-        vendor = (_boot_server_options(requested) if message_type == ACK
-                  else _offer_options(server_ip))
-        options.append((43, vendor))
+    if client_class == PXE_CLIENT and message_type == ACK:
+        options.append((43, _boot_server_options(request.options.get(43, b""))))
+    elif client_class == PXE_CLIENT and with_file:
+        options.append((43, _offer_options(server_ip)))
     machine_id = request.options.get(97)
     if machine_id is not None and len(machine_id) == 17 and machine_id[0] == 0:
         options.append((97, machine_id))
-    options.append((67, boot_file.encode("ascii")))
-    return encode_reply(request, server_ip, boot_file, options)
+    if with_file:
+        options.append((67, boot_file.encode("ascii")))
+    return encode_reply(request, server_ip, boot_file if with_file else "", options)
 
 
 def _offer_options(server_ip):

@@ -2,8 +2,9 @@
 
 Port 67 sees every DHCP broadcast on the segment; we answer PXE DISCOVERs
 with an OFFER and leave everything else to the site's DHCP server. Port 4011
-gets the ProxyDHCP REQUEST a client sends when the offer did not satisfy it;
-it gets an ACK with the same boot file.
+gets the ProxyDHCP REQUEST a client sends when the offer did not satisfy it
+(or, with --boot-file-on-4011, named no boot file); it gets an ACK with the
+boot file.
 """
 
 import errno
@@ -71,13 +72,15 @@ class OncePer:
 class ProxyDHCP(DatagramProtocol):
     """Answers one kind of DHCP message (``answers``) with ``reply_type``."""
 
-    def __init__(self, appliance, server_ip, answers, reply_type, efi_binary, known_only):
+    def __init__(self, appliance, server_ip, answers, reply_type, efi_binary, known_only,
+                 boot_file_on_4011=False):
         self.appliance = appliance
         self.server_ip = server_ip
         self.answers = answers
         self.reply_type = reply_type
         self.efi_binary = efi_binary
         self.known_only = known_only
+        self.boot_file_on_4011 = boot_file_on_4011
         # ROMs retry a DISCOVER about four times per boot, and reboot: say
         # once a minute per machine that we have nothing for it.
         self.worth_logging = OncePer(60.0)
@@ -110,12 +113,18 @@ class ProxyDHCP(DatagramProtocol):
             log.log(level, "%s : no boot file for %s architecture %s: not answered", mac,
                     client_class, arch)
             return None
+        # Only an OFFER to a PXE client can leave the file to the 4011 ACK:
+        # UEFI HTTP boot has no 4011 round.
+        with_file = not (self.boot_file_on_4011 and self.reply_type == OFFER
+                         and client_class == policy.PXE_CLIENT)
         log.info("%s : proxyDHCP %s for %s (architecture %s): %s", mac,
-                 MESSAGE_NAMES[self.reply_type], choice.client, arch, choice.boot_file)
+                 MESSAGE_NAMES[self.reply_type], choice.client, arch,
+                 choice.boot_file if with_file
+                 else "no boot file, it is sent on request to port 4011")
         self.appliance.metrics.inc("heckle_dhcp_replies_total", client=choice.client,
                                    message=MESSAGE_NAMES[self.reply_type])
         return proxy_reply(request, self.reply_type, self.server_ip, client_class,
-                           choice.boot_file)
+                           choice.boot_file, with_file)
 
     def send(self, reply, address, mac):
         try:
@@ -130,7 +139,7 @@ def listen_proxy_dhcp(reactor, appliance, server_ip, config, pxe=False):
     answers, reply_type, port = ((REQUEST, ACK, config.pxe_port) if pxe
                                  else (DISCOVER, OFFER, config.dhcp_port))
     protocol = ProxyDHCP(appliance, server_ip, answers, reply_type, config.efi_binary,
-                         config.dhcp_known_only)
+                         config.dhcp_known_only, config.boot_file_on_4011)
     return listen(reactor, port, protocol, config.interface)
 
 

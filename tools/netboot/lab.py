@@ -61,11 +61,15 @@ def wait_for(what, ready, proc, timeout, log_path=None):
 
 
 class Lab:
-    """The namespaces and the long-running processes in them, all cleaned up on exit."""
+    """The namespaces and the long-running processes in them, all cleaned up on exit.
 
-    def __init__(self, workdir, repository):
+    ``appliance_args``: more flunkymaster options (e.g. ``--boot-file-on-4011``).
+    """
+
+    def __init__(self, workdir, repository, appliance_args=()):
         self.workdir = Path(workdir)
         self.repository = Path(repository)
+        self.appliance_args = list(appliance_args)
         tag = uuid.uuid4().hex[:6]
         self.ns, self.site_ns = f"hk-lab-{tag}", f"hk-site-{tag}"
         self.processes = []
@@ -121,8 +125,8 @@ class Lab:
         proc = self.spawn(self.ns, [
             str(BIN / "flunkymaster"), "--repository", str(self.repository),
             "--address", APPLIANCE_IP, "--interface", BRIDGE, "--http-port", str(HTTP_PORT),
-            "--tftp-port", "69", "--dhcp-port", "67", "--pxe-port", "4011"],
-            "flunkymaster.err")
+            "--tftp-port", "69", "--dhcp-port", "67", "--pxe-port", "4011",
+            *self.appliance_args], "flunkymaster.err")
         wait_for("flunkymaster", self._appliance_listening, proc, 30,
                  self.workdir / "flunkymaster.err")
 
