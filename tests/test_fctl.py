@@ -4,11 +4,18 @@ One appliance serves most tests; each test plays its own node (its own
 127.0.0.x source address) so that they do not see each other's records.
 """
 
+import fcntl
+import http.server
 import json
 import os
 import pty
 import re
+import select
+import shutil
+import struct
 import subprocess
+import termios
+import threading
 import time
 
 import pytest
@@ -51,6 +58,11 @@ def server(tmp_path_factory):
     repo = copy_example(tmp_path_factory.mktemp("fctl") / "repository")
     (repo / "images" / "broken").mkdir()
     (repo / "images" / "broken" / "bootconfig").write_text("#!ipxe\nexit\n")
+    doomed = repo / "images" / "doomed"
+    doomed.mkdir()
+    for name in ("bootconfig", "install"):
+        (doomed / name).write_text((repo / "images" / "ipxe-demo" / name).read_text())
+    (doomed / "status").write_text("Failed\n")
     appliance = Appliance(repo, free_port()).start()
     yield appliance
     appliance.stop()
@@ -225,7 +237,8 @@ def test_live_display_redraws_in_place_on_a_terminal(server):
             pass
     assert watch.wait(timeout=30) == 0
     text = screen.decode()
-    assert "\x1b[1A\r\x1b[2K127.0.0.9  " in text  # cursor up, clear line, redraw
+    assert "\x1b[1A\r\x1b[2K\x1b[1B\x1b[1A" in text  # cursor up, blank the line, back up,
+    assert "\r\x1b[2K127.0.0.9  Ready" in text  # redraw
     assert "NODE: " not in text  # the plain-line format is for pipes only
     assert re.search(r"127\.0\.0\.9  Ready\s+\S+\s+2 msg  fetched bootconfig \(boot 2\)", text)
     assert text.rstrip().splitlines()[-1].endswith(": 1 Ready")
@@ -277,3 +290,183 @@ def test_remote_admin_with_credentials(remote):
     assert remote_fctl("--credentials-file", str(creds), "dump").stdout.startswith("KEY")
     assert remote_fctl("images", FCTL_TOKEN="s3cret").returncode == 0
     assert remote_fctl("images", FCTL_USER="admin:s3cret").returncode == 0
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Terminal:
+    """fctl on a pseudo-terminal of ``rows`` x ``columns``, and all it wrote there."""
+
+    def __init__(self, *args, rows=24, columns=80):
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        self.proc = subprocess.Popen([FCTL, *args], stdin=terminal, stdout=terminal,
+                                     stderr=terminal, env=clean_env())
+        os.close(terminal)
+        self.controller = controller
+        self.output = b""
+
+    def _read(self, deadline):
+        ready, _, _ = select.select([self.controller], [], [], max(0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"fctl wrote nothing more; so far: {self.output!r}")
+        try:
+            chunk = os.read(self.controller, 4096)
+        except OSError:  # EIO: fctl exited and closed the terminal
+            chunk = b""
+        self.output += chunk
+        return chunk
+
+    def wait_for(self, words, timeout=30):
+        deadline = time.monotonic() + timeout
+        while words.encode() not in self.output:
+            if not self._read(deadline):
+                raise AssertionError(f"{words!r} never shown: {self.output!r}")
+
+    def finish(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while self._read(deadline):
+            pass
+        os.close(self.controller)
+        return self.proc.wait(timeout=timeout)
+
+    @property
+    def text(self):
+        return self.output.decode()
+
+    def lines(self):
+        """The text lines written, escape sequences and carriage returns removed."""
+        return [ANSI.sub("", line) for line in re.split(r"[\r\n]+", self.text) if line]
+
+
+def test_live_display_scrolls_every_message_above_the_node_lines(server):
+    server.allocate("127.0.0.10")
+    for message in ("first", "second"):  # both there for fctl's first poll
+        server.post("/info", {"Message": message}, source="127.0.0.10")
+    terminal = Terminal("-S", server.url, "watch", "--interval", "0.3", "127.0.0.10")
+    terminal.wait_for("Node: 127.0.0.10: second")
+    server.post("/info", {"Message": "third\x1b[2J"}, source="127.0.0.10")
+    for _ in range(2):
+        server.get("/bootconfig", source="127.0.0.10")
+    assert terminal.finish() == 0
+    messages = [re.fullmatch(r"Info: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: Node: 127\.0\.0\.10: (.*)",
+                             line) for line in terminal.lines()]
+    assert [m[1] for m in messages if m] == [
+        "first", "second", "third\\x1b[2J", "fetched bootconfig (boot 1)",
+        "fetched bootconfig (boot 2)"]
+    assert "\x1b[2J" not in terminal.text  # a node's message cannot clear the screen
+    last_message = terminal.text.rindex("Node: 127.0.0.10: fetched bootconfig (boot 2)")
+    assert re.search(r"127\.0\.0\.10  Ready\s+\S+\s+5 msg  fetched bootconfig \(boot 2\)",
+                     terminal.text[last_message:])  # the node line is redrawn below
+
+
+def test_live_display_fits_more_nodes_than_the_terminal_has_rows(server):
+    hosts = [f"127.0.0.{n}" for n in range(40, 54)]
+    server.allocate(*hosts)
+    terminal = Terminal("-S", server.url, "watch", "--interval", "0.1", "--inactivity", "1",
+                        *hosts, rows=8)
+    assert terminal.finish() == 1
+    text = terminal.text
+    ups = [int(n) for n in re.findall(r"\x1b\[(\d+)A", text)]
+    assert ups and max(ups) <= 7  # never above the top of an 8-row screen
+    assert "(8 more: 8 Building)" in text
+    for frame in re.split(r"\x1b\[\d+A", text)[1:-1]:  # every redraw but the last
+        rows = [line for line in re.split(r"[\r\n]+", ANSI.sub("", frame)) if line]
+        assert len(rows) <= 7, rows
+    final = re.split(r"\x1b\[\d+A", text)[-1]
+    assert [host for host in hosts if re.search(rf"{host}  Failed", final)] == hosts
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_live_display_leaves_one_copy_of_the_nodes_in_a_small_tmux_pane(server, tmp_path):
+    hosts = [f"127.0.0.{n}" for n in range(60, 74)]
+    server.allocate(*hosts)
+    tmux = ["tmux", "-S", str(tmp_path / "tmux"), "-f", "/dev/null"]
+    command = " ".join([FCTL, "-S", server.url, "watch", "--interval", "0.1", "--inactivity",
+                        "1.5", *hosts])
+    subprocess.run([*tmux, "new-session", "-d", "-x", "80", "-y", "8", command], check=True,
+                   env=clean_env(), timeout=30)
+    try:
+        subprocess.run([*tmux, "set-option", "-g", "remain-on-exit", "on"], check=True,
+                       timeout=30)
+        time.sleep(0.5)
+        server.post("/info", {"Message": "a message long enough to wrap over two rows of "
+                              "the pane, which is eighty columns wide"}, source=hosts[0])
+        deadline = time.monotonic() + 30
+        while "Summary:" not in (screen := subprocess.run(
+                [*tmux, "capture-pane", "-p", "-J", "-S", "-"], capture_output=True, text=True,
+                timeout=30).stdout):
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.1)
+    finally:
+        subprocess.run([*tmux, "kill-server"], timeout=30)
+    rows = [row for row in screen.strip("\n").splitlines() if not row.startswith("Pane is dead")]
+    assert rows[0].startswith("Info: ") and rows[0].endswith("eighty columns wide")
+    assert [row.split()[:2] for row in rows[1:15]] == [[host, "Failed"] for host in hosts]
+    assert rows[15].startswith("Summary: 14 node(s) in ") and len(rows) == 16
+
+
+def test_watch_says_when_the_status_template_itself_says_failed(server):
+    result = fctl("-S", server.url, "-i", "doomed", "--interval", "0.1", "127.0.0.11")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1].endswith(
+        "1 Failed (127.0.0.11: status template says Failed)")
+
+
+def test_help_says_inactivity_can_only_shorten_the_servers_limit():
+    text = " ".join(fctl("watch", "--help").stdout.split()).replace("- ", "-")
+    assert "the server's --inactivity-timeout" in text
+
+
+def test_watch_with_nothing_allocated_is_a_usage_error(appliance):
+    result = fctl("-S", appliance.url, "watch")
+    assert result.returncode == 2
+    assert result.stderr == ("fctl: nothing to watch: no node is allocated "
+                             "(fctl watch HOST... or fctl -i IMAGE HOST...)\n")
+
+
+@pytest.mark.parametrize("args", [["status"], ["watch", "--interval", "0.1", "127.0.0.99"]])
+def test_a_reader_that_went_away_stops_fctl_quietly(server, args):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as head -1 does once it has its line
+    proc = subprocess.run([FCTL, "-S", server.url, *args], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, env=clean_env(), timeout=60)
+    os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141  # 128 + SIGPIPE, as a shell tool killed by it
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    """What sits in front of the appliance at some sites: multi-line error pages."""
+
+    BODIES = {"/api/images": ("text/html", "<html>\r\n<head><title>502 Bad Gateway</title></head>"
+                              "\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n"
+                              "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"),
+              "/dump": ("text/plain", "\nthe appliance is restarting\nplease retry in a minute\n"
+                        "(maintenance window 02:00-03:00)\n")}
+
+    def do_GET(self):
+        kind, body = self.BODIES[self.path]
+        self.send_response(502)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_error_pages_are_shown_as_one_line():
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    try:
+        html = fctl("-S", url, "images")
+        text = fctl("-S", url, "dump")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert (html.returncode, html.stderr) == (2, "fctl: 502 Bad Gateway (HTTP 502)\n")
+    assert (text.returncode, text.stderr) == (2, "fctl: the appliance is restarting (HTTP 502)\n")

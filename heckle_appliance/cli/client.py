@@ -7,6 +7,7 @@ must not import the server's code either, since it talks to it over HTTP.
 import base64
 import http.client
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,6 +57,20 @@ def authorization(user=None, token=None):
     return None
 
 
+def first_line(body, limit=200):
+    """What an error body says, in one line: the appliance's bodies are one
+    line of text already; a proxy's HTML page gives its title (or its first
+    line of text), so that it cannot flood the terminal."""
+    if re.match(r"\s*<(!doctype|html)", body, re.IGNORECASE):
+        title = re.search(r"<title[^>]*>(.*?)</title>", body, re.IGNORECASE | re.DOTALL)
+        body = title.group(1) if title else re.sub(r"<[^>]*>", "\n", body)
+    for line in body.splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= limit else line[:limit - 3] + "..."
+    return ""
+
+
 class Client:
     def __init__(self, server, auth_header=None, timeout=30):
         self.server = server_url(server)
@@ -77,8 +92,7 @@ class Client:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 return json.load(reply)
         except urllib.error.HTTPError as exc:
-            # The server's error bodies are one line of plain text saying why.
-            text = exc.read().decode("utf-8", "replace").strip() or exc.reason
+            text = first_line(exc.read().decode("utf-8", "replace")) or exc.reason
             raise FctlError(f"{text} (HTTP {exc.code})") from None
         except urllib.error.URLError as exc:
             raise FctlError(f"cannot reach {self.server}: {exc.reason}") from None

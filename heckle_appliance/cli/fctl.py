@@ -4,12 +4,15 @@
 allocate the hosts, then watch them until each is Ready or Failed. The
 subcommands do one thing each. Exit status: 0 all went well (every watched
 node Ready), 1 a node Failed or the watch timed out, 2 usage, connection or
-server errors.
+server errors (watching when nothing is allocated, too), 141 (128 + SIGPIPE,
+as a shell tool killed by it) when the reader of the output went away, as
+``head -1`` does.
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -52,7 +55,10 @@ def watch_options():
     options.add_argument("--interval", type=positive, default=2.0, metavar="SECONDS",
                          help="poll every SECONDS (default 2)")
     options.add_argument("--inactivity", type=positive, default=300.0, metavar="SECONDS",
-                         help="a node silent this long has Failed (default 300)")
+                         help="a node silent this long has Failed (default 300). This "
+                              "can only shorten the limit: the server's "
+                              "--inactivity-timeout (default 300) fails a silent node "
+                              "anyway")
     return options
 
 
@@ -209,6 +215,9 @@ def watch(client, args):
     display = (watching.LiveDisplay if out.isatty() else watching.LogDisplay)(out)
     result, elapsed = watching.run(client, args.hosts, display, args.interval,
                                    args.inactivity, args.timeout * 60)
+    if not result.nodes:
+        raise FctlError("nothing to watch: no node is allocated "
+                        "(fctl watch HOST... or fctl -i IMAGE HOST...)")
     print(result.summary(elapsed), file=out, flush=True)
     if args.json:
         print_json(result.as_json(elapsed))
@@ -230,12 +239,31 @@ def main(argv=None):
     command, rest = split_command(argv, made[None])
     args = made[command].parse_args(rest)
     try:
-        return RUN[command](connect(args), args)
-    except FctlError as exc:
-        print(f"fctl: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        try:
+            status = RUN[command](connect(args), args)
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+            return status
+        except FctlError as exc:
+            print(f"fctl: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+    except BrokenPipeError:
+        return reader_went_away()
+
+
+def reader_went_away():
+    """Output to a closed pipe (``fctl status | head -1``): stop quietly. What
+    is left in the buffers goes to /dev/null, or flushing it at exit would
+    raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

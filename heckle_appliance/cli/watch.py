@@ -6,8 +6,10 @@ server's message times are unique and increasing, so every message is
 shown exactly once and in order, however the polls fall.
 """
 
+import os
 import shutil
 import time
+import unicodedata
 
 READY, FAILED, TIMEOUT = "Ready", "Failed", "Timeout"
 
@@ -115,11 +117,18 @@ class Watch:
 
     @staticmethod
     def _failure(entry):
+        """Why the server said Failed. Its State is Failed on an Error message,
+        on silence beyond its --inactivity-timeout (a limit fctl is not told),
+        or because the status template rendered Failed: the rendered Status,
+        sent apart, tells the last two apart without knowing the limit."""
         errors = entry.get("Errors") or 0
+        status = entry.get("Status", "")
         if errors:
             return f"{errors} error message(s)"
-        if entry.get("Status", "").startswith("status unavailable"):
-            return entry["Status"]
+        if status.startswith("status unavailable"):
+            return status
+        if status == FAILED:
+            return "status template says Failed"
         return "no activity (server's limit)"
 
     def expire(self):
@@ -156,6 +165,33 @@ class Watch:
                 "Nodes": {name: node.as_json() for name, node in self.nodes.items()}}
 
 
+def message_line(node, message):
+    return (f"{message.get('MsgType', 'Info')}: {wall_date(message['Time'])}: "
+            f"Node: {node.name}: {message['Message']}")
+
+
+# Text from nodes must not move a terminal's cursor: control characters are
+# shown escaped, as flunky.log has them.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), *range(127, 160))}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def printable(text):
+    return text.translate(_CONTROL)
+
+
+def clip(text, cells):
+    """``text`` cut to fit ``cells`` terminal columns (wide characters take two)."""
+    used = 0
+    for index, char in enumerate(text):
+        width = (0 if unicodedata.combining(char)
+                 else 2 if unicodedata.east_asian_width(char) in "WF" else 1)
+        if used + width > cells:
+            return text[:index]
+        used += width
+    return text
+
+
 class LogDisplay:
     """Appended lines in the original fctl's formats, for logs and pipes."""
 
@@ -165,34 +201,76 @@ class LogDisplay:
     def show(self, watch, events):
         for kind, node, data in events:
             if kind == "message":
-                self.out.write(f"{data.get('MsgType', 'Info')}: {wall_date(data['Time'])}: "
-                               f"Node: {node.name}: {data['Message']}\n")
+                self.out.write(message_line(node, data) + "\n")
             else:
                 self.out.write(f"NODE: {node.name} TIME: {wall_date(data)} STATUS: {node.state}\n")
         self.out.flush()
 
 
 class LiveDisplay:
-    """One line per node, redrawn in place (ANSI cursor-up, clear line)."""
+    """One line per node, redrawn in place below the messages.
+
+    Each redraw moves the cursor up to the node lines (ANSI cursor-up),
+    blanks them, prints the new messages in LogDisplay's format
+    (they scroll up like any output, each once and in order) and draws the
+    node lines again under them. The cursor cannot go above the top of the
+    screen, so while the watch runs the node lines never take more than the
+    terminal's rows but one: if there are more nodes, the failed and the
+    unfinished come first and one line counts the rest. The last redraw has
+    every node, to stay in the scrollback.
+    """
 
     def __init__(self, out):
         self.out = out
         self.drawn = 0
 
+    def size(self):
+        """(columns, rows) of the terminal written to; 80 x 24 if it does not say."""
+        fallback = shutil.get_terminal_size()
+        try:
+            size = os.get_terminal_size(self.out.fileno())
+        except (AttributeError, ValueError, OSError):
+            return fallback
+        return size.columns or fallback.columns, size.lines or fallback.lines
+
     def show(self, watch, events):
-        width = shutil.get_terminal_size().columns
-        nodes = watch.nodes.values()
-        name_width = max((len(node.name) for node in nodes), default=0)
-        lines = [self._line(node, name_width)[:width - 1] for node in nodes]
-        text = f"\x1b[{self.drawn}A" if self.drawn else ""
+        columns, rows = self.size()
+        text = ""
+        if self.drawn:
+            # Blank the old node lines first, one by one (a message may wrap over
+            # several; erasing the whole screen instead would make tmux push it
+            # into the scrollback), and come back up.
+            up = f"\x1b[{self.drawn}A"
+            text = up + "\r\x1b[2K\x1b[1B" * self.drawn + up
+        for kind, node, data in events:
+            if kind == "message":
+                text += printable(message_line(node, data)) + "\n"
+        lines = [clip(line, columns - 1) for line in self.block(watch, rows - 1)]
         text += "".join(f"\r\x1b[2K{line}\n" for line in lines)
         self.out.write(text)
         self.out.flush()
         self.drawn = len(lines)
 
+    def block(self, watch, room):
+        """The node lines: all of them if they fit in ``room`` rows or the watch
+        is over, else the most telling ones and a count of the others."""
+        nodes = list(watch.nodes.values())
+        name_width = max((len(node.name) for node in nodes), default=0)
+        if len(nodes) > max(room, 1) and watch.pending():
+            order = {FAILED: 0, TIMEOUT: 0, None: 1, READY: 2}
+            nodes.sort(key=lambda node: order[node.outcome])  # stable: keeps the given order
+            shown, hidden = nodes[:max(room - 1, 0)], nodes[max(room - 1, 0):]
+            states = {}
+            for node in hidden:
+                states[node.state or "..."] = states.get(node.state or "...", 0) + 1
+            more = ", ".join(f"{count} {state}" for state, count in states.items())
+            return [self._line(node, name_width) for node in shown] + [
+                f"({len(hidden)} more: {more})"]
+        return [self._line(node, name_width) for node in nodes]
+
     @staticmethod
     def _line(node, name_width):
-        latest = " ".join(node.latest.split())
+        latest = printable(" ".join(node.latest.split()))
         return (f"{node.name:<{name_width}}  {node.state or '...':<9} "
                 f"{duration(node.elapsed()):>7}  {node.messages:>3} msg  {latest}")
 
