@@ -2,8 +2,9 @@
 
 Downloads one 64 MiB file from each server with the same client per column
 (curl lockstep at three block sizes, atftp with windowsize 8), median of
-three runs, and prints MiB/s and our ratio to each reference. Servers run on
-free high loopback ports, started and stopped here. Server and client are
+five runs taken round the servers in turn, and prints MiB/s and our ratio
+to each reference. Servers run on free high loopback ports, started and
+stopped here. Server and client are
 pinned to the same CPU, as for the reference figures in netboot-facts: left
 to the scheduler, or on two CPUs, lockstep is bound by cross-CPU wake-up
 latency (a few MiB/s for every server) and the figures say nothing about
@@ -13,6 +14,7 @@ the servers.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -121,23 +123,36 @@ def measure(command, out, size):
     return elapsed
 
 
-def bench_server(command, port, out, size, runs):
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+def start_servers(commands, stack):
+    """Start every server, pinned; each waits idle while another is measured."""
+    for command, port in commands.values():
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(stop, proc)
         wait_until_serving(port, proc)
-        result = {}
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def bench(commands, out, size, runs):
+    """server -> column -> MiB/s (median). Runs go round the servers in turn,
+    so that a slow spell of the machine falls on all of them alike."""
+    times = {name: {title: [] for title, _ in COLUMNS} for name in commands}
+    for run in range(runs):
+        print(f"run {run + 1} of {runs} ...", file=sys.stderr, flush=True)
         for title, client in COLUMNS:
-            times = [measure(client(port, out), out, size) for _ in range(runs)]
-            result[title] = size / (1 << 20) / statistics.median(times)
-        return result
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            for name, (_, port) in commands.items():
+                times[name][title].append(measure(client(port, out), out, size))
+    return {name: {title: size / (1 << 20) / statistics.median(seconds)
+                   for title, seconds in columns.items()}
+            for name, columns in times.items()}
 
 
 def table(results):
@@ -153,7 +168,7 @@ def table(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size-mib", type=int, default=64)
     args = parser.parse_args()
     tools = find_tools()
@@ -174,10 +189,10 @@ def main():
         os.chmod(data, 0o644)
         os.link(data, os.path.join(repo, "static", FILE))
         out = os.path.join(work, "out.bin")
-        results = {}
-        for name, (command, port) in server_commands(tools, root, repo).items():
-            print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            results[name] = bench_server(command, port, out, size, args.runs)
+        commands = server_commands(tools, root, repo)
+        with contextlib.ExitStack() as stack:
+            start_servers(commands, stack)
+            results = bench(commands, out, size, args.runs)
     print(f"TFTP on loopback, {args.size_mib} MiB file, median of {args.runs} runs "
           f"(server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}):")
     print(table(results))

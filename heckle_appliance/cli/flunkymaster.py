@@ -88,6 +88,15 @@ def config_from_args(args):
         log_level=args.log_level)
 
 
+def installed_reactor():
+    """Ours (heckle_appliance.reactor), unless a reactor is installed already."""
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+        return reactor
+    from .. import reactor
+    return reactor.install()
+
+
 def main(argv=None, reactor=None):
     args = parser().parse_args(argv)
     if args.init is not None:
@@ -96,7 +105,7 @@ def main(argv=None, reactor=None):
         print(f"created repository skeleton in {target}")
         return 0
     if reactor is None:
-        from twisted.internet import reactor
+        reactor = installed_reactor()
     svc = ApplianceService(config_from_args(args), reactor)
     try:
         svc.privilegedStartService()

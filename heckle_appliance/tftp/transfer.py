@@ -139,6 +139,7 @@ class Transfer:
                  "acked", "sent", "tries", "stalled", "request", "_oack", "_progress_seen",
                  "_period", "_reactor", "_on_end", "_socket", "_strangers", "_send", "_read",
                  "_timer", "_gso")
+    contextFree = True  # logs through the stdlib only: see heckle_appliance.reactor
 
     def __init__(self, peer, label, content, settings, oack, reactor, on_end, request=None):
         self.peer = peer
@@ -419,6 +420,8 @@ class Transfer:
 @implementer(IReadDescriptor)
 class Strangers:
     """The transfer port's unconnected twin: answers other TIDs with ERROR 5."""
+
+    contextFree = True
 
     def __init__(self, sock, label):
         self._socket = sock

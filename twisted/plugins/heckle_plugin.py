@@ -1,4 +1,5 @@
-"""twistd dropin: ``twistd heckle`` runs the appliance with flunkymaster's options.
+"""twistd dropin: ``twistd heckle`` runs the appliance with flunkymaster's options,
+and ``twistd -r heckle`` picks the reactor flunkymaster runs on.
 
 This folder must have no __init__.py: Twisted's own twisted/plugins package
 picks dropins up from every twisted/plugins folder on sys.path.
@@ -6,6 +7,7 @@ picks dropins up from every twisted/plugins folder on sys.path.
 
 import logging
 
+from twisted.application.reactors import Reactor
 from twisted.application.service import IServiceMaker
 from twisted.logger import Logger, LogLevel
 from twisted.plugin import IPlugin
@@ -82,3 +84,5 @@ class HeckleServiceMaker:
 
 
 heckle = HeckleServiceMaker()
+heckle_reactor = Reactor("heckle", "heckle_appliance.reactor",
+                         "epoll, with TFTP transfers dispatched without a logging context")
