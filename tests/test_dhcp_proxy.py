@@ -187,6 +187,20 @@ def test_a_relayed_discover_is_answered_through_the_relay(lab):
     assert reply.packet.flags == 0x8000
 
 
+def ack_on_4011(lab, client, mac, options, boot_file):
+    """A REQUEST to our port 4011 from the client's address: the ACK, checked
+    to name ``boot_file`` (formatted) and to come back unicast from 4011."""
+    xid, datagram = dhcp(mac, options, message_type=3, ciaddr=lab.client_ip, flags=0)
+    client.send(datagram, (lab.server_ip, 4011))
+    reply, others = client.reply_to(xid)
+    assert others == []
+    boot_file = boot_file.format(server=lab.server_ip, port=HTTP_PORT, mac=mac)
+    assert_proxy_offer(lab, reply, mac, boot_file, message_type=5)
+    assert reply.source == (lab.server_ip, 4011)
+    assert (reply.destination, reply.port) == (lab.client_ip, 68)
+    return reply
+
+
 @pytest.mark.parametrize("number, options, boot_file", [
     (0x700, pxe_options(0), "undionly.kpxe"),
     (0x701, pxe_options(7), "ipxe.efi"),
@@ -196,15 +210,7 @@ def test_a_request_on_4011_gets_an_ack_unicast_from_4011(lab, client, number, op
                                                           boot_file):
     mac = mac_of(number)
     boot_item = (43, b"\x47\x04\x80\x00\x00\x00\xff")  # sub-option 71: type 0x8000, layer 0
-    xid, datagram = dhcp(mac, [*options, boot_item], message_type=3, ciaddr=lab.client_ip,
-                         flags=0)
-    client.send(datagram, (lab.server_ip, 4011))
-    reply, others = client.reply_to(xid)
-    assert others == []
-    boot_file = boot_file.format(server=lab.server_ip, port=HTTP_PORT, mac=mac)
-    assert_proxy_offer(lab, reply, mac, boot_file, message_type=5)
-    assert reply.source == (lab.server_ip, 4011)
-    assert (reply.destination, reply.port) == (lab.client_ip, 68)
+    reply = ack_on_4011(lab, client, mac, [*options, boot_item], boot_file)
     assert reply.packet.flags == 0
     suboptions = pxe_suboptions(reply.options["vendor_specific"])
     control = USE_OFFERED_FILE | NO_BROADCAST | NO_MULTICAST
@@ -246,15 +252,9 @@ def test_with_boot_file_on_4011_the_offer_names_no_file_and_the_4011_ack_does(
     assert offer.options["pxe_client_machine_identifier"] == GUID
     assert_broadcast_offer(lab, offer)
     assert "vendor_specific" not in offer.options
-    xid, datagram = dhcp(mac, [*options, (54, socket.inet_aton(offer.options["server_id"]))],
-                         message_type=3, ciaddr=lab.client_ip, flags=0)
-    client.send(datagram, (offer.options["server_id"], 4011))
-    ack, others = client.reply_to(xid)
-    assert others == []
+    ack = ack_on_4011(lab, client, mac,
+                      [*options, (54, socket.inet_aton(offer.options["server_id"]))], boot_file)
     boot_file = boot_file.format(server=lab.server_ip, port=HTTP_PORT, mac=mac)
-    assert_proxy_offer(lab, ack, mac, boot_file, message_type=5)
-    assert ack.source == (lab.server_ip, 4011)
-    assert (ack.destination, ack.port) == (lab.client_ip, 68)
     assert BOOT_MENU not in pxe_suboptions(ack.options["vendor_specific"])
     arch = 7 if number == 0xd01 else 0
     offered = (f"{mac} : proxyDHCP OFFER for {kind} (architecture {arch}): no boot file, "
