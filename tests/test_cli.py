@@ -110,3 +110,31 @@ def test_a_start_that_cannot_bind_touches_nothing(repo):
         f"(another program holds it; --tftp-port N picks another port, 0 disables TFTP)\n")
     assert (repo / "data.json").stat().st_mtime_ns == before
     assert not (repo / "flunky.log").exists()
+
+
+def test_a_repository_path_that_is_a_file_is_named_as_such(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a folder\n")
+    result = run("--repository", str(path), "--http-port", str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr == f"flunkymaster: repository {path} is not a folder\n"
+
+
+def test_init_on_a_file_says_why_it_cannot(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a folder\n")
+    result = run("--init", str(path))
+    assert result.returncode == 1
+    assert result.stderr == f"flunkymaster: cannot create a repository in {path}: not a folder\n"
+    assert path.read_text() == "not a folder\n"
+
+
+def test_init_says_what_it_added_and_when_nothing_was_missing(tmp_path):
+    (tmp_path / "static").mkdir()
+    result = run("--init", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (f"created dynamic/, images/, staticVars.json "
+                             f"in {tmp_path}\n")
+    again = run("--init", str(tmp_path))
+    assert again.returncode == 0
+    assert again.stdout == f"{tmp_path} is a repository already: nothing to create\n"

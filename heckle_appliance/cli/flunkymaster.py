@@ -5,7 +5,7 @@ import signal
 import sys
 
 from ..core.eventlog import reopen_event_log
-from ..core.repository import init_skeleton
+from ..core.repository import RepositoryError, init_skeleton
 from ..dhcp.policy import EFI_BINARIES
 from ..service import ApplianceService, Config, StartError
 from ..tftp.options import MAX_BLKSIZE, MIN_BLKSIZE, SAFE_BLKSIZE
@@ -101,8 +101,13 @@ def main(argv=None, reactor=None):
     args = parser().parse_args(argv)
     if args.init is not None:
         target = args.init or args.repository
-        init_skeleton(target)
-        print(f"created repository skeleton in {target}")
+        try:
+            created = init_skeleton(target)
+        except RepositoryError as exc:
+            print(f"flunkymaster: {exc}", file=sys.stderr)
+            return 1
+        print(f"created {', '.join(created)} in {target}" if created
+              else f"{target} is a repository already: nothing to create")
         return 0
     if reactor is None:
         reactor = installed_reactor()

@@ -80,6 +80,8 @@ class Repository:
 
     def check(self):
         """Fail fast, naming every missing folder and any staticVars.json error."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise RepositoryError(f"repository {self.root} is not a folder")
         if not os.path.isdir(self.root):
             raise RepositoryError(f"repository {self.root} does not exist "
                                   f"(create one with: flunkymaster --init {self.root})")
@@ -207,10 +209,23 @@ class Repository:
 
 
 def init_skeleton(root):
-    """Create an empty repository at ``root`` (existing files are kept)."""
-    for folder in REQUIRED_DIRS:
-        os.makedirs(os.path.join(root, folder), exist_ok=True)
-    vars_path = os.path.join(root, "staticVars.json")
-    if not os.path.exists(vars_path):
-        with open(vars_path, "w") as handle:
-            handle.write("{}\n")
+    """Create what an empty repository at ``root`` lacks (existing files are
+    kept); returns the names created. Raises RepositoryError saying why not."""
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise RepositoryError(f"cannot create a repository in {root}: not a folder")
+    created = []
+    try:
+        for folder in REQUIRED_DIRS:
+            path = os.path.join(root, folder)
+            if not os.path.isdir(path):
+                os.makedirs(path)
+                created.append(folder + "/")
+        vars_path = os.path.join(root, "staticVars.json")
+        if not os.path.exists(vars_path):
+            with open(vars_path, "w") as handle:
+                handle.write("{}\n")
+            created.append("staticVars.json")
+    except OSError as exc:
+        raise RepositoryError(f"cannot create a repository in {root}: "
+                              f"{exc.strerror} ({exc.filename})") from None
+    return created
